@@ -1,0 +1,145 @@
+//! `ember serve`'s settings, resolved once: command-line flag, else environment variable,
+//! else the TOML config file, else the built-in default. Unknown keys in the file are
+//! errors, so a typo is caught at start-up rather than silently ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Deserialize;
+
+pub const DEFAULT_DATA_DIR: &str = ".ember";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4566";
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// Flags of `ember serve` (each also settable by environment variable).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Directory holding the database, code packages and the root credentials file
+    /// [default: ./.ember]
+    #[arg(long, env = "EMBER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:4566]
+    #[arg(long, env = "EMBER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Region used in ARNs [default: us-east-1]
+    #[arg(long, env = "EMBER_REGION")]
+    pub region: Option<String>,
+    /// TOML config file (keys: data_dir, listen, region, [code] max_unzipped_bytes,
+    /// max_entries)
+    #[arg(long, env = "EMBER_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The config file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    region: Option<String>,
+    #[serde(default)]
+    code: CodeConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeConfig {
+    max_unzipped_bytes: Option<u64>,
+    max_entries: Option<usize>,
+}
+
+/// Fully resolved settings.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub frontend: ember_api::Config,
+}
+
+impl ServeArgs {
+    pub fn resolve(self) -> Result<ServeConfig> {
+        let file = match &self.config {
+            Some(path) => load(path)?,
+            None => FileConfig::default(),
+        };
+        let region = self
+            .region
+            .or(file.region)
+            .unwrap_or_else(|| DEFAULT_REGION.to_owned());
+        if region.is_empty()
+            || !region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            bail!("invalid region {region:?}: use lowercase letters, digits and '-'");
+        }
+        let mut code_limits = ember_store::package::Limits::default();
+        if let Some(n) = file.code.max_unzipped_bytes {
+            code_limits.max_unzipped_bytes = n;
+        }
+        if let Some(n) = file.code.max_entries {
+            code_limits.max_entries = n;
+        }
+        Ok(ServeConfig {
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            listen: match self.listen.or(file.listen) {
+                Some(addr) => addr,
+                None => DEFAULT_LISTEN.parse()?,
+            },
+            frontend: ember_api::Config {
+                region,
+                code_limits,
+            },
+        })
+    }
+}
+
+fn load(path: &Path) -> Result<FileConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_flag_then_file_then_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ember.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9999\"\nregion = \"eu-west-1\"\n[code]\nmax_entries = 7\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            region: Some("ap-south-1".into()),
+            config: Some(path),
+            ..Default::default()
+        };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.frontend.region, "ap-south-1");
+        assert_eq!(c.listen, "127.0.0.1:9999".parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from(".ember"));
+        assert_eq!(c.frontend.code_limits.max_entries, 7);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ember.toml");
+        std::fs::write(&path, "lisen = \"127.0.0.1:1\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let err = format!("{:#}", args.resolve().unwrap_err());
+        assert!(err.contains("lisen"), "{err}");
+    }
+}

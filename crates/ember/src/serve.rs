@@ -1,0 +1,126 @@
+//! `ember serve`: open the data directory, make sure a root account exists, and run the
+//! frontend until SIGTERM or SIGINT.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use ember_store::package::CodeStore;
+use ember_store::{AccessKey, SqliteStore, Store};
+
+use crate::config::ServeConfig;
+use crate::credentials::{self, KeyPair};
+
+/// Name of the root key file inside the data directory.
+pub const CREDENTIALS_FILE: &str = "credentials";
+
+pub async fn run(config: ServeConfig) -> Result<()> {
+    let data_dir = &config.data_dir;
+    create_private_dir(data_dir)?;
+    let store = SqliteStore::open(&data_dir.join("ember.db"))
+        .with_context(|| format!("opening the database in {}", data_dir.display()))?;
+    let code = CodeStore::open(data_dir.join("code"))
+        .with_context(|| format!("opening the code store in {}", data_dir.display()))?;
+    bootstrap_root(&store, data_dir).await?;
+    collect_orphaned_code(&store, &code).await?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %data_dir.display(), "serving");
+    // A line for people and scripts (tests read it to learn the port).
+    println!("Ember is listening on http://{addr}");
+
+    let frontend = Arc::new(ember_api::Frontend::new(
+        Arc::new(store),
+        code,
+        config.frontend,
+    ));
+    ember_api::serve(listener, frontend, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))
+}
+
+/// The root account is created on first start. Its key comes from
+/// `EMBER_ROOT_ACCESS_KEY_ID`/`EMBER_ROOT_SECRET_ACCESS_KEY` when set (added on every
+/// start, so the pair can be rotated by restarting), otherwise the generated key is
+/// written to `<data-dir>/credentials`.
+async fn bootstrap_root(store: &SqliteStore, data_dir: &Path) -> Result<()> {
+    let from_env = match (
+        std::env::var("EMBER_ROOT_ACCESS_KEY_ID"),
+        std::env::var("EMBER_ROOT_SECRET_ACCESS_KEY"),
+    ) {
+        (Ok(id), Ok(secret)) if !id.is_empty() && !secret.is_empty() => Some((id, secret)),
+        (Ok(_), Err(_)) | (Err(_), Ok(_)) => anyhow::bail!(
+            "set both EMBER_ROOT_ACCESS_KEY_ID and EMBER_ROOT_SECRET_ACCESS_KEY, or neither"
+        ),
+        _ => None,
+    };
+    let root = match store.root_account().await? {
+        Some(root) => root,
+        None => {
+            let (root, key) = store.create_account("root", true).await?;
+            tracing::info!(account = %root.id, "created the root account");
+            if from_env.is_none() {
+                let path = data_dir.join(CREDENTIALS_FILE);
+                credentials::write_default(
+                    &path,
+                    &KeyPair {
+                        access_key_id: key.access_key_id,
+                        secret_access_key: key.secret_access_key,
+                    },
+                )?;
+                tracing::info!(
+                    path = %path.display(),
+                    "wrote the root account's access key (AWS shared-credentials format, mode 0600)"
+                );
+            }
+            root
+        }
+    };
+    if let Some((id, secret)) = from_env {
+        store
+            .put_access_key(&AccessKey {
+                access_key_id: id,
+                secret_access_key: secret,
+                account_id: root.id.clone(),
+            })
+            .await
+            .context("installing the root key from EMBER_ROOT_ACCESS_KEY_ID")?;
+        tracing::info!("root account key taken from EMBER_ROOT_ACCESS_KEY_ID");
+    }
+    Ok(())
+}
+
+/// Remove code packages no function refers to: left behind when the process died
+/// between storing a package and recording the function that uses it.
+async fn collect_orphaned_code(store: &SqliteStore, code: &CodeStore) -> Result<()> {
+    for sha in code.list()? {
+        if !store.code_in_use(&sha).await? {
+            code.remove(&sha)?;
+            tracing::info!(sha256 = %sha, "removed unused code package");
+        }
+    }
+    Ok(())
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
