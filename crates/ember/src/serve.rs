@@ -102,9 +102,11 @@ async fn bootstrap_root(store: &SqliteStore, data_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Remove code packages no function refers to: left behind when the process died
-/// between storing a package and recording the function that uses it.
+/// Remove code packages no function refers to (left behind when the process died
+/// between storing a package and recording the function that uses it) and half-written
+/// temp files. Runs before serving, so no upload is in progress.
 async fn collect_orphaned_code(store: &SqliteStore, code: &CodeStore) -> Result<()> {
+    code.remove_temp_files()?;
     for sha in code.list()? {
         if !store.code_in_use(&sha).await? {
             code.remove(&sha)?;

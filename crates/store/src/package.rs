@@ -269,9 +269,7 @@ fn extract_into(zip: &[u8], dest: &Path, limits: &Limits) -> Result<PackageInfo,
         };
         let mode = if executable { EXEC_MODE } else { FILE_MODE };
         let path = dest.join(&entry.path);
-        let mut file = archive
-            .by_index(entry.index)
-            .map_err(|e| PackageError::Corrupt(e.to_string()))?;
+        let mut file = open_entry(&mut archive, entry.index)?;
         // create_new = O_CREAT|O_EXCL: fails on any existing path, symlinks included.
         let mut out = OpenOptions::new()
             .write(true)
@@ -550,46 +548,19 @@ fn analyze(
         };
 
         let kind = if dir_syntax || mode & S_IFMT == S_IFDIR {
+            // Directory entries normally have no data, but whatever is there is still
+            // decompressed, counted and CRC-checked.
+            pump(&mut open_entry(archive, index)?, counter, |_| Ok(()))?;
             EntryKind::Dir
         } else if mode & S_IFMT == S_IFLNK {
-            EntryKind::Symlink {
-                target: String::new(),
-            }
+            let target = read_symlink_target(&mut open_entry(archive, index)?, counter, &show)?;
+            EntryKind::Symlink { target }
         } else {
+            if read_files {
+                pump(&mut open_entry(archive, index)?, counter, |_| Ok(()))?;
+            }
             EntryKind::File {
                 executable: mode & 0o111 != 0,
-            }
-        };
-
-        let kind = match kind {
-            EntryKind::File { .. } if !read_files => kind,
-            EntryKind::Symlink { .. } => {
-                let mut file = archive
-                    .by_index(index)
-                    .map_err(|e| PackageError::Corrupt(e.to_string()))?;
-                let mut target = Vec::new();
-                pump(&mut file, counter, |chunk| {
-                    if target.len() + chunk.len() > MAX_SYMLINK_TARGET_BYTES {
-                        return Err(PackageError::InvalidSymlinkTarget { name: show.clone() });
-                    }
-                    target.extend_from_slice(chunk);
-                    Ok(())
-                })?;
-                let target = String::from_utf8(target)
-                    .ok()
-                    .filter(|t| !t.is_empty() && !t.contains('\0'))
-                    .ok_or_else(|| PackageError::InvalidSymlinkTarget { name: show.clone() })?;
-                if target.starts_with('/') {
-                    return Err(PackageError::SymlinkEscape { name: show });
-                }
-                EntryKind::Symlink { target }
-            }
-            _ => {
-                let mut file = archive
-                    .by_index(index)
-                    .map_err(|e| PackageError::Corrupt(e.to_string()))?;
-                pump(&mut file, counter, |_| Ok(()))?;
-                kind
             }
         };
 
@@ -629,6 +600,40 @@ fn analyze(
     Ok(Package { entries, tree })
 }
 
+fn open_entry<'a, 'z>(
+    archive: &'a mut Archive<'z>,
+    index: usize,
+) -> Result<zip::read::ZipFile<'a, Cursor<&'z [u8]>>, PackageError> {
+    archive
+        .by_index(index)
+        .map_err(|e| PackageError::Corrupt(e.to_string()))
+}
+
+/// Read a symlink entry's content (its target) and check that it is usable and relative.
+fn read_symlink_target(
+    file: &mut impl Read,
+    counter: &mut Counter,
+    show: &str,
+) -> Result<String, PackageError> {
+    let invalid = || PackageError::InvalidSymlinkTarget { name: show.into() };
+    let mut target = Vec::new();
+    pump(file, counter, |chunk| {
+        if target.len() + chunk.len() > MAX_SYMLINK_TARGET_BYTES {
+            return Err(invalid());
+        }
+        target.extend_from_slice(chunk);
+        Ok(())
+    })?;
+    let target = String::from_utf8(target).map_err(|_| invalid())?;
+    if target.is_empty() || target.contains('\0') {
+        return Err(invalid());
+    }
+    if target.starts_with('/') {
+        return Err(PackageError::SymlinkEscape { name: show.into() });
+    }
+    Ok(target)
+}
+
 const ROOT: usize = 0;
 
 /// The package's directory tree, with one node per path (explicit entries and the
@@ -663,6 +668,7 @@ impl NodeKind {
     }
 }
 
+#[derive(Debug)]
 enum Conflict {
     /// The new entry is at the same path as an earlier one.
     Duplicate,
@@ -711,6 +717,7 @@ impl Conflict {
     }
 }
 
+#[derive(Debug)]
 enum SymlinkProblem {
     Escape,
     Loop,
@@ -1514,6 +1521,58 @@ mod tests {
             inspect(&zip, &small_limits()),
             Err(PackageError::InvalidSymlinkTarget { .. })
         ));
+    }
+
+    #[test]
+    fn symlink_checking_has_a_work_budget() {
+        let mut tree = Tree::new(10);
+        let target = "./".repeat(20) + "x";
+        let link = tree
+            .insert(&["l"], NodeKind::Symlink { target }, 0)
+            .unwrap();
+        let mut budget = 10;
+        assert!(matches!(
+            tree.check_symlink(link, &mut budget),
+            Err(SymlinkProblem::TooComplex)
+        ));
+        let mut budget = 100;
+        assert!(tree.check_symlink(link, &mut budget).is_ok());
+        assert_eq!(budget, 100 - 21);
+    }
+
+    #[test]
+    fn a_package_at_the_entry_limit_is_checked_quickly() {
+        let limits = Limits::default();
+        let mut writer = ZipWriter::new(Cursor::new(Vec::new()));
+        let options = SimpleFileOptions::default();
+        for i in 0..limits.max_entries / 2 {
+            let dir = format!("node_modules/pkg{}/lib{}", i % 500, i % 7);
+            writer
+                .start_file(format!("{dir}/file{i}.js"), options)
+                .unwrap();
+            writer.write_all(b"module.exports = 1;\n").unwrap();
+            writer
+                .add_symlink(
+                    format!("node_modules/.bin/b{i}"),
+                    format!("../../{dir}/file{i}.js"),
+                    options,
+                )
+                .unwrap();
+        }
+        let zip = writer.finish().unwrap().into_inner();
+        let started = Instant::now();
+        let info = inspect(&zip, &limits).unwrap();
+        assert_eq!(info.entries, limits.max_entries);
+        let elapsed = started.elapsed();
+        eprintln!("{} entries inspected in {elapsed:?}", info.entries);
+        let dir = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        extract(&zip, dir.path(), &limits).unwrap();
+        eprintln!(
+            "{} entries extracted in {:?}",
+            info.entries,
+            started.elapsed()
+        );
     }
 
     #[test]

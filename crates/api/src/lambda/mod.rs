@@ -107,8 +107,8 @@ pub async fn execute(frontend: &Frontend, op: Op, call: Call) -> Result<Response
     }
 }
 
-fn parse_body<'a, T: Deserialize<'a>>(call: &'a Call) -> Result<T, ApiError> {
-    serde_json::from_slice(&call.body).map_err(|e| {
+fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
         ApiError::invalid_request_content(format!("Could not parse request body into json: {e}"))
     })
 }
@@ -262,9 +262,12 @@ async fn accept_code(
     let limits = frontend.config.code_limits;
     let code = frontend.code.clone();
     tokio::task::spawn_blocking(move || {
-        let info = package::inspect(&zip, &limits).map_err(|e| match e {
-            package::PackageError::Io(io) => ApiError::internal(io),
-            invalid => ApiError::invalid_parameter(invalid.to_string()),
+        let info = package::inspect(&zip, &limits).map_err(|e| {
+            if e.is_server_error() {
+                ApiError::internal(e)
+            } else {
+                ApiError::invalid_parameter(e.to_string())
+            }
         })?;
         if !dry_run {
             code.put(&zip, &info).map_err(ApiError::internal)?;
@@ -291,24 +294,25 @@ fn zip_source(code: &FunctionCode) -> Result<&str, ApiError> {
         .ok_or_else(|| ApiError::invalid_parameter("Please provide a source for function code."))
 }
 
-async fn create_function(frontend: &Frontend, call: &Call) -> Result<Response, ApiError> {
-    let request: CreateFunctionRequest = parse_body(call)?;
-    let own = call.caller.account.id.clone();
+/// A CreateFunction request, decoded and checked: the function to create (without its
+/// code hash yet) and the base64 zip. Pure, so it can be fuzzed on its own.
+pub fn decode_create_function(
+    body: &[u8],
+    caller_account: &str,
+) -> Result<(Function, String), ApiError> {
+    let request: CreateFunctionRequest = parse_json(body)?;
+    let own = caller_account.to_owned();
     let r = FunctionRef::parse(&request.function_name)?;
     if r.qualifier.is_some() {
         return Err(ApiError::invalid_parameter(
             "FunctionName must not carry a qualifier when creating a function",
         ));
     }
-    if r.account_id.as_deref().is_some_and(|a| a != own) {
+    if let Some(other) = r.account_id.as_deref().filter(|a| *a != own) {
         return Err(ApiError::access_denied(format!(
-            "User: {} is not authorized to perform: lambda:CreateFunction on resource: {}",
-            call.caller.principal_arn(),
-            function_arn(
-                frontend,
-                r.account_id.as_deref().unwrap_or_default(),
-                &r.name
-            )
+            "User: arn:aws:iam::{own}:root is not authorized to perform: lambda:CreateFunction \
+             on resource: {}:function:{}",
+            other, r.name
         )));
     }
     refuse_publish(request.publish)?;
@@ -334,7 +338,7 @@ async fn create_function(frontend: &Frontend, call: &Call) -> Result<Response, A
              packages.",
         ));
     }
-    let zip = zip_source(&request.code)?;
+    let zip = zip_source(&request.code)?.to_owned();
 
     let mut function = Function {
         account_id: own.clone(),
@@ -355,6 +359,12 @@ async fn create_function(frontend: &Frontend, call: &Call) -> Result<Response, A
         revision_id: new_revision_id(),
     };
     request.config.apply(&mut function)?;
+    Ok((function, zip))
+}
+
+async fn create_function(frontend: &Frontend, call: &Call) -> Result<Response, ApiError> {
+    let (mut function, zip) = decode_create_function(&call.body, &call.caller.account.id)?;
+    let own = call.caller.account.id.clone();
     // Cheap early answer for the common mistake, before unzipping anything.
     if frontend
         .store
@@ -366,7 +376,7 @@ async fn create_function(frontend: &Frontend, call: &Call) -> Result<Response, A
     }
 
     let _gc = frontend.code_gc.lock().await;
-    let info = accept_code(frontend, zip, false).await?;
+    let info = accept_code(frontend, &zip, false).await?;
     function.code_sha256 = info.sha256_hex();
     function.code_size = info.size;
     if let Err(e) = frontend.store.create_function(&function).await {
@@ -531,7 +541,7 @@ async fn update_function_code(
     call: &Call,
     raw: &str,
 ) -> Result<Response, ApiError> {
-    let request: UpdateFunctionCodeRequest = parse_body(call)?;
+    let request: UpdateFunctionCodeRequest = parse_json(&call.body)?;
     let mut f = lookup(frontend, call, raw).await?;
     check_revision(&f, request.revision_id.as_deref())?;
     refuse_publish(request.publish)?;
@@ -587,7 +597,7 @@ async fn update_function_configuration(
     call: &Call,
     raw: &str,
 ) -> Result<Response, ApiError> {
-    let request: UpdateFunctionConfigurationRequest = parse_body(call)?;
+    let request: UpdateFunctionConfigurationRequest = parse_json(&call.body)?;
     let mut f = lookup(frontend, call, raw).await?;
     check_revision(&f, request.revision_id.as_deref())?;
     request.config.apply(&mut f)?;
@@ -653,6 +663,65 @@ pub(crate) mod tests {
             code_size: 1,
             last_modified: time::OffsetDateTime::UNIX_EPOCH,
             revision_id: "r".into(),
+        }
+    }
+
+    const VALID: &str = r#"{"FunctionName": "f", "Runtime": "python3.11", "Handler": "a.h",
+        "Role": "arn:aws:iam::123456789012:role/r", "Code": {"ZipFile": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="},
+        "Timeout": 10, "MemorySize": 256, "Environment": {"Variables": {"AB": "1"}},
+        "Tags": {"k": "v"}, "Architectures": ["x86_64"], "EphemeralStorage": {"Size": 1024}}"#;
+
+    #[test]
+    fn decodes_a_create_request() {
+        let (f, zip) = decode_create_function(VALID.as_bytes(), "123456789012").unwrap();
+        assert_eq!(
+            (
+                f.name.as_str(),
+                f.timeout,
+                f.memory_size,
+                f.ephemeral_storage
+            ),
+            ("f", 10, 256, 1024)
+        );
+        assert_eq!(zip, "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==");
+        for (body, code) in [
+            ("{", "InvalidRequestContentException"),
+            (r#"{"FunctionName": 5}"#, "InvalidRequestContentException"),
+            (
+                r#"{"FunctionName": "f", "Code": {}, "Runtime": "python3.11", "Handler": "a"}"#,
+                "InvalidParameterValueException",
+            ),
+            (
+                r#"{"FunctionName": "f", "Code": {"ZipFile": ""}, "Runtime": "cobol", "Handler": "a"}"#,
+                "InvalidParameterValueException",
+            ),
+            (
+                r#"{"FunctionName": "999999999999:function:f", "Code": {"ZipFile": ""}, "Runtime": "python3.11", "Handler": "a"}"#,
+                "AccessDeniedException",
+            ),
+        ] {
+            assert_eq!(
+                decode_create_function(body.as_bytes(), "123456789012")
+                    .unwrap_err()
+                    .code,
+                code,
+                "{body}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn create_decoder_never_panics(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = decode_create_function(&body, "123456789012");
+        }
+
+        #[test]
+        fn create_decoder_survives_mutated_requests(cut in 0..VALID.len(), byte in proptest::prelude::any::<u8>()) {
+            let mut body = VALID.as_bytes().to_vec();
+            body[cut] = byte;
+            let _ = decode_create_function(&body, "123456789012");
+            let _ = decode_create_function(&body[..cut], "123456789012");
         }
     }
 

@@ -1,0 +1,183 @@
+"""Ember's Python runtime: the Lambda Runtime API client loop.
+
+Started as `python3 -I -S /var/runtime/bootstrap.py` inside a sandbox. It imports the
+handler named by _HANDLER from LAMBDA_TASK_ROOT (init), then loops: GET .../next,
+call the handler, POST the result or the error. Behaves like AWS's Python runtime:
+same handler resolution, context object, error payloads and init error types.
+"""
+
+import http.client
+import json
+import os
+import sys
+import time
+import traceback
+
+API = os.environ.get("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")
+PREFIX = "/2018-06-01/runtime"
+TASK_ROOT = os.environ.get("LAMBDA_TASK_ROOT", "/var/task")
+
+
+class Connection:
+    """One keep-alive HTTP connection to the Runtime API, reopened if it drops."""
+
+    def __init__(self):
+        host, _, port = API.rpartition(":")
+        self.host, self.port = host, int(port)
+        self.conn = None
+
+    def request(self, method, path, body=None, headers=None):
+        for attempt in (0, 1):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port)
+            try:
+                self.conn.request(method, PREFIX + path, body=body, headers=headers or {})
+                resp = self.conn.getresponse()
+                return resp, resp.read()
+            except (ConnectionError, http.client.HTTPException):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+
+
+class LambdaContext:
+    def __init__(self, request_id, deadline_ms, arn, client_context, identity):
+        self.aws_request_id = request_id
+        self.invoked_function_arn = arn
+        self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+        self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        self.memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME")
+        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
+        self._deadline_ms = deadline_ms
+        self.client_context = json.loads(client_context) if client_context else None
+        self.identity = json.loads(identity) if identity else None
+
+    def get_remaining_time_in_millis(self):
+        return max(int(self._deadline_ms - time.time() * 1000), 0)
+
+
+def error_payload(exc, error_type=None, message=None):
+    tb = traceback.extract_tb(exc.__traceback__)
+    return {
+        "errorMessage": message if message is not None else str(exc),
+        "errorType": error_type or type(exc).__name__,
+        "stackTrace": traceback.format_list(tb),
+    }
+
+
+def log_error(payload):
+    lines = "".join(payload.get("stackTrace") or [])
+    sys.stdout.write(
+        "[ERROR] %s: %s\nTraceback (most recent call last):\n%s"
+        % (payload["errorType"], payload["errorMessage"], lines)
+    )
+    sys.stdout.flush()
+
+
+def load_handler(spec):
+    module_path, _, function_name = spec.rpartition(".")
+    if not module_path or not function_name:
+        raise InitError(
+            "Runtime.MalformedHandlerName",
+            "Bad handler '%s': not enough values to unpack (expected 2, got 1)" % spec,
+        )
+    module_name = module_path.replace("/", ".")
+    try:
+        import importlib
+
+        module = importlib.import_module(module_name)
+    except SyntaxError as e:
+        raise InitError("Runtime.UserCodeSyntaxError", "Syntax error in module '%s': %s" % (module_name, e), e)
+    except ImportError as e:
+        raise InitError("Runtime.ImportModuleError", "Unable to import module '%s': %s" % (module_name, e), e)
+    except Exception as e:  # the module raised while being imported
+        raise InitError(type(e).__name__, str(e), e)
+    handler = getattr(module, function_name, None)
+    if handler is None:
+        raise InitError(
+            "Runtime.HandlerNotFound",
+            "Handler '%s' missing on module '%s'" % (function_name, module_name),
+        )
+    return handler
+
+
+class InitError(Exception):
+    def __init__(self, error_type, message, cause=None):
+        super().__init__(message)
+        self.error_type, self.message, self.cause = error_type, message, cause
+
+
+def main():
+    sys.path[:0] = [TASK_ROOT, "/opt/python"]
+    os.chdir(TASK_ROOT) if os.path.isdir(TASK_ROOT) else None
+    api = Connection()
+    try:
+        handler = load_handler(os.environ.get("_HANDLER", ""))
+    except InitError as e:
+        payload = error_payload(e.cause or e, e.error_type, e.message)
+        log_error(payload)
+        api.request(
+            "POST",
+            "/init/error",
+            json.dumps(payload),
+            {"Lambda-Runtime-Function-Error-Type": e.error_type},
+        )
+        sys.exit(1)
+
+    while True:
+        resp, body = api.request("GET", "/invocation/next")
+        if resp.status != 200:
+            sys.stderr.write("runtime API /next answered %d\n" % resp.status)
+            sys.exit(1)
+        request_id = resp.getheader("Lambda-Runtime-Aws-Request-Id")
+        context = LambdaContext(
+            request_id,
+            int(resp.getheader("Lambda-Runtime-Deadline-Ms") or 0),
+            resp.getheader("Lambda-Runtime-Invoked-Function-Arn"),
+            resp.getheader("Lambda-Runtime-Client-Context"),
+            resp.getheader("Lambda-Runtime-Cognito-Identity"),
+        )
+        trace_id = resp.getheader("Lambda-Runtime-Trace-Id")
+        if trace_id:
+            os.environ["_X_AMZN_TRACE_ID"] = trace_id
+        else:
+            os.environ.pop("_X_AMZN_TRACE_ID", None)
+        try:
+            event = json.loads(body) if body else None
+        except ValueError as e:
+            payload = error_payload(e, "Runtime.UnmarshalError", "Unable to unmarshal input: %s" % e)
+            log_error(payload)
+            post_error(api, request_id, payload)
+            continue
+        try:
+            result = handler(event, context)
+        except Exception as e:
+            payload = error_payload(e)
+            log_error(payload)
+            post_error(api, request_id, payload)
+            continue
+        try:
+            out = json.dumps(result)
+        except (TypeError, ValueError) as e:
+            payload = error_payload(e, "Runtime.MarshalError", "Unable to marshal response: %s" % e)
+            log_error(payload)
+            post_error(api, request_id, payload)
+            continue
+        sys.stdout.flush()
+        api.request("POST", "/invocation/%s/response" % request_id, out)
+
+
+def post_error(api, request_id, payload):
+    sys.stdout.flush()
+    api.request(
+        "POST",
+        "/invocation/%s/error" % request_id,
+        json.dumps(payload),
+        {"Lambda-Runtime-Function-Error-Type": payload["errorType"]},
+    )
+
+
+if __name__ == "__main__":
+    main()
