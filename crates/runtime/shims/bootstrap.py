@@ -9,6 +9,7 @@ same handler resolution, context object, error payloads and init error types.
 import http.client
 import json
 import os
+import socket
 import sys
 import time
 import traceback
@@ -30,6 +31,8 @@ class Connection:
         for attempt in (0, 1):
             if self.conn is None:
                 self.conn = http.client.HTTPConnection(self.host, self.port)
+                self.conn.connect()
+                self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
                 self.conn.request(method, PREFIX + path, body=body, headers=headers or {})
                 resp = self.conn.getresponse()
@@ -59,7 +62,8 @@ class LambdaContext:
 
 
 def error_payload(exc, error_type=None, message=None):
-    tb = traceback.extract_tb(exc.__traceback__)
+    # Frames of this shim are the platform's, not the user's: leave them out, as Lambda does.
+    tb = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
     return {
         "errorMessage": message if message is not None else str(exc),
         "errorType": error_type or type(exc).__name__,
@@ -121,7 +125,7 @@ def main():
         api.request(
             "POST",
             "/init/error",
-            json.dumps(payload),
+            json.dumps(payload).encode(),
             {"Lambda-Runtime-Function-Error-Type": e.error_type},
         )
         sys.exit(1)
@@ -166,7 +170,7 @@ def main():
             post_error(api, request_id, payload)
             continue
         sys.stdout.flush()
-        api.request("POST", "/invocation/%s/response" % request_id, out)
+        api.request("POST", "/invocation/%s/response" % request_id, out.encode())
 
 
 def post_error(api, request_id, payload):
@@ -174,7 +178,7 @@ def post_error(api, request_id, payload):
     api.request(
         "POST",
         "/invocation/%s/error" % request_id,
-        json.dumps(payload),
+        json.dumps(payload).encode(),
         {"Lambda-Runtime-Function-Error-Type": payload["errorType"]},
     )
 

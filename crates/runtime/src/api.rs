@@ -1,0 +1,344 @@
+//! The Lambda Runtime API, served to one sandbox on a listener that lives in the
+//! sandbox's network namespace (so the runtime inside reaches it at 127.0.0.1:9001).
+//!
+//! The host side talks to it through [`RuntimeApi`]: [`RuntimeApi::ready`] resolves when
+//! the runtime finished its init (its first `GET .../invocation/next`) or reported an init
+//! error; [`RuntimeApi::invoke`] hands one event to the waiting `/next` and resolves with
+//! what the runtime posts to `/response` or `/error`. One invocation at a time: a second
+//! `invoke` waits until the runtime asks for more work.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_body_util::BodyExt;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Largest response (or error) payload a function may return, as in Lambda.
+pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
+
+/// One event for the runtime.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub request_id: String,
+    pub payload: Bytes,
+    /// When the invocation times out (sent as `Lambda-Runtime-Deadline-Ms`).
+    pub deadline: SystemTime,
+    pub function_arn: String,
+    pub trace_id: Option<String>,
+    pub client_context: Option<String>,
+    pub cognito_identity: Option<String>,
+}
+
+/// What the runtime answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// `POST .../response`: the function's result.
+    Success(Bytes),
+    /// `POST .../error`, or a result Ember refused (too large): Lambda's error payload.
+    Error { error_type: String, payload: Bytes },
+}
+
+/// A completed invocation.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub outcome: Outcome,
+    /// When the runtime received the event (the handler starts right after).
+    pub dispatched: Instant,
+}
+
+/// The runtime reported an init error through `/runtime/init/error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the runtime failed to initialise: {error_type}")]
+pub struct InitFailure {
+    pub error_type: String,
+    pub payload: Bytes,
+}
+
+/// The runtime went away (its connection or the server ended) before answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the runtime stopped before answering")]
+pub struct RuntimeGone;
+
+#[derive(Debug, Clone)]
+enum InitState {
+    Initializing,
+    Ready,
+    Failed(InitFailure),
+}
+
+struct Pending {
+    invocation: Invocation,
+    reply: oneshot::Sender<Completion>,
+}
+
+struct Current {
+    request_id: String,
+    dispatched: Instant,
+    reply: oneshot::Sender<Completion>,
+}
+
+struct Shared {
+    next_rx: tokio::sync::Mutex<mpsc::Receiver<Pending>>,
+    current: Mutex<Option<Current>>,
+    init: watch::Sender<InitState>,
+}
+
+/// The host's handle on one sandbox's Runtime API server. Dropping it stops the server.
+pub struct RuntimeApi {
+    next_tx: mpsc::Sender<Pending>,
+    init: watch::Receiver<InitState>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RuntimeApi {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl RuntimeApi {
+    /// Serve the Runtime API on `listener` (must be called inside a tokio runtime).
+    pub fn serve(listener: std::net::TcpListener) -> std::io::Result<RuntimeApi> {
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let (next_tx, next_rx) = mpsc::channel(1);
+        let (init_tx, init_rx) = watch::channel(InitState::Initializing);
+        let shared = Arc::new(Shared {
+            next_rx: tokio::sync::Mutex::new(next_rx),
+            current: Mutex::new(None),
+            init: init_tx,
+        });
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(response),
+            )
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(shared);
+        let server = tokio::spawn(async move {
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::debug!(error = %e, "runtime API server ended");
+            }
+        });
+        Ok(RuntimeApi {
+            next_tx,
+            init: init_rx,
+            server,
+        })
+    }
+
+    /// Wait until the runtime is initialised (asked for its first event) or failed to.
+    pub async fn ready(&self) -> Result<(), InitFailure> {
+        let mut init = self.init.clone();
+        loop {
+            match &*init.borrow_and_update() {
+                InitState::Ready => return Ok(()),
+                InitState::Failed(failure) => return Err(failure.clone()),
+                InitState::Initializing => {}
+            }
+            if init.changed().await.is_err() {
+                return Err(InitFailure {
+                    error_type: "Runtime.Unknown".into(),
+                    payload: Bytes::new(),
+                });
+            }
+        }
+    }
+
+    /// Whether the runtime has finished init.
+    pub fn is_ready(&self) -> bool {
+        matches!(*self.init.borrow(), InitState::Ready)
+    }
+
+    /// Run one invocation and wait for its answer. The caller enforces the timeout (by
+    /// dropping this future and destroying the sandbox).
+    pub async fn invoke(&self, invocation: Invocation) -> Result<Completion, RuntimeGone> {
+        let (reply, answer) = oneshot::channel();
+        self.next_tx
+            .send(Pending { invocation, reply })
+            .await
+            .map_err(|_| RuntimeGone)?;
+        answer.await.map_err(|_| RuntimeGone)
+    }
+}
+
+fn header(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(HeaderName::from_static(name), v);
+    }
+}
+
+async fn next(State(shared): State<Arc<Shared>>) -> Response {
+    // Asking for the next event means the previous one is finished: one that was never
+    // answered is abandoned, and its caller sees the runtime as gone.
+    drop(
+        shared
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(),
+    );
+    shared.init.send_if_modified(|state| {
+        if matches!(state, InitState::Initializing) {
+            *state = InitState::Ready;
+            true
+        } else {
+            false
+        }
+    });
+    let pending = {
+        let mut rx = shared.next_rx.lock().await;
+        match rx.recv().await {
+            Some(p) => p,
+            None => return StatusCode::GONE.into_response(),
+        }
+    };
+    let inv = pending.invocation;
+    let deadline_ms = inv
+        .deadline
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis();
+    let mut response = Response::new(Body::from(inv.payload));
+    let h = response.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    header(h, "lambda-runtime-aws-request-id", &inv.request_id);
+    header(h, "lambda-runtime-deadline-ms", &deadline_ms.to_string());
+    header(h, "lambda-runtime-invoked-function-arn", &inv.function_arn);
+    if let Some(v) = &inv.trace_id {
+        header(h, "lambda-runtime-trace-id", v);
+    }
+    if let Some(v) = &inv.client_context {
+        header(h, "lambda-runtime-client-context", v);
+    }
+    if let Some(v) = &inv.cognito_identity {
+        header(h, "lambda-runtime-cognito-identity", v);
+    }
+    *shared.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(Current {
+        request_id: inv.request_id,
+        dispatched: Instant::now(),
+        reply: pending.reply,
+    });
+    response
+}
+
+fn runtime_error(status: StatusCode, error_type: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "errorType": error_type, "errorMessage": message });
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response
+}
+
+/// Read a posted payload, at most [`MAX_RESPONSE_BYTES`].
+async fn read_payload(request: Request) -> Result<Bytes, ()> {
+    http_body_util::Limited::new(request.into_body(), MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|_| ())
+}
+
+/// Complete the current invocation if `id` names it.
+fn complete(shared: &Shared, id: &str, outcome: Outcome) -> Response {
+    let mut current = shared.current.lock().unwrap_or_else(|e| e.into_inner());
+    match current.take() {
+        Some(c) if c.request_id == id => {
+            let _ = c.reply.send(Completion {
+                outcome,
+                dispatched: c.dispatched,
+            });
+            (StatusCode::ACCEPTED, r#"{"status":"OK"}"#).into_response()
+        }
+        other => {
+            *current = other;
+            runtime_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestID",
+                "Invalid request ID",
+            )
+        }
+    }
+}
+
+async fn response(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    match read_payload(request).await {
+        Ok(body) => complete(&shared, &id, Outcome::Success(body)),
+        Err(()) => {
+            let message = format!(
+                "Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
+            );
+            let payload = serde_json::json!({
+                "errorMessage": message,
+                "errorType": "Function.ResponseSizeTooLarge",
+            });
+            complete(
+                &shared,
+                &id,
+                Outcome::Error {
+                    error_type: "Function.ResponseSizeTooLarge".into(),
+                    payload: Bytes::from(payload.to_string()),
+                },
+            );
+            runtime_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                &message,
+            )
+        }
+    }
+}
+
+fn error_type(headers: &HeaderMap) -> String {
+    headers
+        .get("lambda-runtime-function-error-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("Unhandled")
+        .to_owned()
+}
+
+async fn error(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let error_type = error_type(request.headers());
+    let payload = read_payload(request).await.unwrap_or_default();
+    complete(
+        &shared,
+        &id,
+        Outcome::Error {
+            error_type,
+            payload,
+        },
+    )
+}
+
+async fn init_error(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let error_type = error_type(request.headers());
+    let payload = read_payload(request).await.unwrap_or_default();
+    shared.init.send_replace(InitState::Failed(InitFailure {
+        error_type,
+        payload,
+    }));
+    (StatusCode::ACCEPTED, r#"{"status":"OK"}"#).into_response()
+}

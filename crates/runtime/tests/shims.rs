@@ -1,0 +1,315 @@
+//! Ember's Python and Node.js shims against the real Runtime API server, as plain host
+//! processes (the sandbox is tested in its own crate): handler resolution, the context
+//! object, results, function errors and init errors.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use ember_runtime::{Invocation, Outcome, RuntimeApi};
+
+const PYTHON: &str = "/usr/bin/python3.11";
+
+struct Runtime {
+    api: RuntimeApi,
+    child: Child,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn node() -> String {
+    let node = which("node").expect("these tests need Node.js (node) on PATH");
+    node.to_string_lossy().into_owned()
+}
+
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+/// Start `program` with the shim against a fresh Runtime API, with `files` as the task root.
+fn start(language: &str, handler: &str, files: &[(&str, &str)]) -> Runtime {
+    let task = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let path = task.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let runtime_dir = tempfile::tempdir().unwrap();
+    ember_runtime::shims::install(runtime_dir.path()).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let api = RuntimeApi::serve(listener).unwrap();
+    let mut cmd = match language {
+        "python" => {
+            let mut c = Command::new(PYTHON);
+            c.args(["-I", "-S"])
+                .arg(runtime_dir.path().join("bootstrap.py"));
+            c
+        }
+        _ => {
+            let mut c = Command::new(node());
+            c.arg(runtime_dir.path().join("bootstrap.js"));
+            c
+        }
+    };
+    let child = cmd
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("LAMBDA_TASK_ROOT", task.path())
+        .env("_HANDLER", handler)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "fn")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Runtime {
+        api,
+        child,
+        _dirs: (task, runtime_dir),
+    }
+}
+
+fn invocation(id: &str, payload: &str) -> Invocation {
+    Invocation {
+        request_id: id.into(),
+        payload: Bytes::from(payload.to_owned()),
+        deadline: SystemTime::now() + Duration::from_secs(5),
+        function_arn: "arn:aws:lambda:us-east-1:123456789012:function:fn".into(),
+        trace_id: Some("Root=1-abc".into()),
+        client_context: None,
+        cognito_identity: None,
+    }
+}
+
+async fn call(rt: &Runtime, id: &str, payload: &str) -> Outcome {
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        rt.api.invoke(invocation(id, payload)),
+    )
+    .await
+    .expect("invocation timed out")
+    .expect("runtime gone")
+    .outcome
+}
+
+fn json(bytes: &Bytes) -> serde_json::Value {
+    serde_json::from_slice(bytes).unwrap()
+}
+
+async fn ready(rt: &Runtime) -> Result<(), ember_runtime::InitFailure> {
+    tokio::time::timeout(Duration::from_secs(10), rt.api.ready())
+        .await
+        .expect("init timed out")
+}
+
+#[tokio::test]
+async fn python_handlers_context_and_errors() {
+    let rt = start(
+        "python",
+        "pkg.mod.handler",
+        &[
+            ("pkg/__init__.py", ""),
+            (
+                "pkg/mod.py",
+                "import os\n\
+                 def handler(event, context):\n\
+                 \x20   if event.get('fail'):\n\
+                 \x20       raise ValueError('bad ' + str(event['fail']))\n\
+                 \x20   if event.get('unserialisable'):\n\
+                 \x20       return object()\n\
+                 \x20   return {'echo': event, 'id': context.aws_request_id, 'name': context.function_name,\n\
+                 \x20           'mem': context.memory_limit_in_mb, 'arn': context.invoked_function_arn,\n\
+                 \x20           'left': context.get_remaining_time_in_millis(), 'trace': os.environ.get('_X_AMZN_TRACE_ID'),\n\
+                 \x20           'unicode': 'h\\u00e9llo \\u2603'}\n",
+            ),
+        ],
+    );
+    ready(&rt).await.unwrap();
+    let Outcome::Success(body) = call(&rt, "r1", r#"{"a": 1}"#).await else {
+        panic!("expected success")
+    };
+    let v = json(&body);
+    assert_eq!(v["echo"]["a"], 1);
+    assert_eq!(v["id"], "r1");
+    assert_eq!(v["name"], "fn");
+    assert_eq!(v["mem"], "128");
+    assert_eq!(v["trace"], "Root=1-abc");
+    assert_eq!(v["unicode"], "h\u{e9}llo \u{2603}");
+    assert!(v["left"].as_i64().unwrap() > 3000);
+
+    let Outcome::Error {
+        error_type,
+        payload,
+    } = call(&rt, "r2", r#"{"fail": 7}"#).await
+    else {
+        panic!("expected an error")
+    };
+    assert_eq!(error_type, "ValueError");
+    let e = json(&payload);
+    assert_eq!(e["errorMessage"], "bad 7");
+    assert_eq!(e["errorType"], "ValueError");
+    assert!(e["stackTrace"][0].as_str().unwrap().contains("mod.py"));
+
+    let Outcome::Error { error_type, .. } = call(&rt, "r3", r#"{"unserialisable": 1}"#).await
+    else {
+        panic!("expected an error")
+    };
+    assert_eq!(error_type, "Runtime.MarshalError");
+    // The runtime keeps serving after errors.
+    assert!(matches!(call(&rt, "r4", "{}").await, Outcome::Success(_)));
+}
+
+#[tokio::test]
+async fn python_init_errors_are_reported() {
+    for (handler, files, expected) in [
+        ("missing.handler", vec![], "Runtime.ImportModuleError"),
+        (
+            "app.nope",
+            vec![("app.py", "x = 1\n")],
+            "Runtime.HandlerNotFound",
+        ),
+        (
+            "app",
+            vec![("app.py", "x = 1\n")],
+            "Runtime.MalformedHandlerName",
+        ),
+        (
+            "app.h",
+            vec![("app.py", "def h(:\n")],
+            "Runtime.UserCodeSyntaxError",
+        ),
+        (
+            "app.h",
+            vec![("app.py", "raise RuntimeError('boom')\n")],
+            "RuntimeError",
+        ),
+    ] {
+        let rt = start("python", handler, &files);
+        let failure = ready(&rt).await.unwrap_err();
+        assert_eq!(failure.error_type, expected, "{handler}");
+        assert_eq!(json(&failure.payload)["errorType"], expected);
+    }
+}
+
+#[tokio::test]
+async fn node_async_callback_and_esm_handlers() {
+    let rt = start(
+        "node",
+        "index.handler",
+        &[(
+            "index.js",
+            "exports.handler = async (event, context) => {\n\
+               if (event.fail) throw new TypeError('nope');\n\
+               console.log('hello from', context.functionName);\n\
+               return { echo: event, id: context.awsRequestId, left: context.getRemainingTimeInMillis() };\n\
+             };\n",
+        )],
+    );
+    ready(&rt).await.unwrap();
+    let Outcome::Success(body) = call(&rt, "n1", r#"{"x": [1, 2]}"#).await else {
+        panic!("expected success")
+    };
+    let v = json(&body);
+    assert_eq!(v["echo"]["x"][1], 2);
+    assert_eq!(v["id"], "n1");
+    let Outcome::Error {
+        error_type,
+        payload,
+    } = call(&rt, "n2", r#"{"fail": true}"#).await
+    else {
+        panic!("expected an error")
+    };
+    assert_eq!(error_type, "TypeError");
+    assert_eq!(json(&payload)["errorMessage"], "nope");
+
+    let rt = start(
+        "node",
+        "lib/cb.handler",
+        &[(
+            "lib/cb.js",
+            "exports.handler = function (event, context, callback) {\n\
+               setTimeout(() => event.fail ? callback(new Error('cb failed')) : callback(null, { ok: event.n + 1 }), 5);\n\
+             };\n",
+        )],
+    );
+    ready(&rt).await.unwrap();
+    assert_eq!(
+        call(&rt, "c1", r#"{"n": 41}"#).await,
+        Outcome::Success(Bytes::from_static(br#"{"ok":42}"#))
+    );
+    assert!(matches!(
+        call(&rt, "c2", r#"{"fail": 1}"#).await,
+        Outcome::Error { .. }
+    ));
+
+    let rt = start(
+        "node",
+        "app.handler",
+        &[(
+            "app.mjs",
+            "export const handler = async (e) => ({ esm: true, e });\n",
+        )],
+    );
+    ready(&rt).await.unwrap();
+    let Outcome::Success(body) = call(&rt, "m1", "5").await else {
+        panic!("expected success")
+    };
+    assert_eq!(json(&body)["esm"], true);
+}
+
+#[tokio::test]
+async fn node_init_errors_are_reported() {
+    for (handler, files, expected) in [
+        ("missing.handler", vec![], "Runtime.ImportModuleError"),
+        (
+            "index.nope",
+            vec![("index.js", "exports.x = 1;\n")],
+            "Runtime.HandlerNotFound",
+        ),
+        (
+            "index",
+            vec![("index.js", "exports.x = 1;\n")],
+            "Runtime.MalformedHandlerName",
+        ),
+        (
+            "index.h",
+            vec![("index.js", "exports.h = (;\n")],
+            "Runtime.UserCodeSyntaxError",
+        ),
+    ] {
+        let rt = start("node", handler, &files);
+        let failure = ready(&rt).await.unwrap_err();
+        assert_eq!(failure.error_type, expected, "{handler}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_request_ids_are_refused() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _api = RuntimeApi::serve(listener).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"POST /2018-06-01/runtime/invocation/nope/response HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap();
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(out.contains("InvalidRequestID"));
+}
