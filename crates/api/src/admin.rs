@@ -38,11 +38,15 @@ pub fn route(method: &Method, segments: &[String]) -> Result<Route, ApiError> {
     })
 }
 
-/// `GET /ember/health`.
-pub fn health() -> Response {
+/// `GET /ember/health`. Also tells clients the region to sign for.
+pub fn health(frontend: &Frontend) -> Response {
     json_response(
         StatusCode::OK,
-        &serde_json::json!({ "Status": "ok", "Version": env!("CARGO_PKG_VERSION") }),
+        &serde_json::json!({
+            "Status": "ok",
+            "Version": env!("CARGO_PKG_VERSION"),
+            "Region": frontend.config.region,
+        }),
     )
 }
 

@@ -65,6 +65,17 @@ pub async fn authenticate(
             format!("Credential should be scoped to correct service: '{service}'. "),
         ));
     }
+    if claim.scope.region != frontend.config.region {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "InvalidSignatureException",
+            format!(
+                "Credential should be scoped to a valid region, not '{}'. This Ember serves \
+                 region '{}'.",
+                claim.scope.region, frontend.config.region
+            ),
+        ));
+    }
     let (key, account) = match frontend.keys.get(&claim.access_key_id) {
         Some(found) => found,
         None => {

@@ -127,7 +127,7 @@ pub async fn serve(
 async fn handle(State(frontend): State<Arc<Frontend>>, req: Request<Body>) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     if req.method() == Method::GET && req.uri().path() == admin::HEALTH_PATH {
-        return admin::health();
+        return admin::health(&frontend);
     }
     let protocol = Protocol::classify(&req);
     let method = req.method().clone();

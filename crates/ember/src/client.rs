@@ -45,6 +45,7 @@ impl Client {
     /// Endpoint: `--endpoint`, else `AWS_ENDPOINT_URL`, else the default listen address.
     /// Credentials: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, else the `AWS_PROFILE`
     /// profile of the shared credentials file, else the data directory's root key file.
+    /// Region: `AWS_REGION`, else `AWS_DEFAULT_REGION`, else the server's own.
     pub fn from_env(endpoint: Option<String>, data_dir: Option<PathBuf>) -> Result<Client> {
         let endpoint = endpoint
             .or_else(|| non_empty_env("AWS_ENDPOINT_URL"))
@@ -64,13 +65,15 @@ impl Client {
             .or_else(|| non_empty_env("EMBER_DATA_DIR").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let key = find_credentials(&data_dir)?;
-        let region = non_empty_env("AWS_REGION")
-            .or_else(|| non_empty_env("AWS_DEFAULT_REGION"))
-            .unwrap_or_else(|| DEFAULT_REGION.to_owned());
-        let agent = ureq::Agent::config_builder()
+        let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
             .into();
+        let region =
+            match non_empty_env("AWS_REGION").or_else(|| non_empty_env("AWS_DEFAULT_REGION")) {
+                Some(region) => region,
+                None => server_region(&agent, &endpoint),
+            };
         Ok(Client {
             agent,
             endpoint,
@@ -178,6 +181,19 @@ impl Client {
         }
         .into())
     }
+}
+
+/// The region the server signs for, from its health endpoint; the default if it does not
+/// say (the signed request that follows then reports any real problem).
+fn server_region(agent: &ureq::Agent, endpoint: &str) -> String {
+    agent
+        .get(format!("{endpoint}/ember/health"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_vec().ok())
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .and_then(|v| v["Region"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| DEFAULT_REGION.to_owned())
 }
 
 fn error_code_from_status(status: u16) -> &'static str {

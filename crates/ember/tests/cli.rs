@@ -123,9 +123,12 @@ fn json(text: &str) -> serde_json::Value {
 }
 
 fn raw_http(addr: &str, request: &[u8]) -> String {
+    // No half-close: hyper drops a connection whose client stops sending mid-request.
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream.write_all(request).unwrap();
-    stream.shutdown(std::net::Shutdown::Write).ok();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).ok();
     answer

@@ -108,7 +108,13 @@ pub async fn execute(frontend: &Frontend, op: Op, call: Call) -> Result<Response
 }
 
 fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
+    // serde skips unknown fields without checking their bytes; JSON must be UTF-8 throughout.
+    let text = std::str::from_utf8(body).map_err(|e| {
+        ApiError::invalid_request_content(format!(
+            "Could not parse request body into json: the body is not valid UTF-8 ({e})"
+        ))
+    })?;
+    serde_json::from_str(text).map_err(|e| {
         ApiError::invalid_request_content(format!("Could not parse request body into json: {e}"))
     })
 }
