@@ -2,8 +2,10 @@
 //!
 //! # Layout
 //! - [`runtimes`]: the Lambda runtimes this host can run and how to start them.
+//! - [`logs`]: a sandbox's output, cut per invocation, with Lambda's START/END/REPORT lines.
 //! - [`code_cache`]: unpacked code packages, extracted once per node and shared
 //!   read-only by every sandbox of the same code.
 
 pub mod code_cache;
+pub mod logs;
 pub mod runtimes;
