@@ -139,8 +139,7 @@ mod tests {
         let bytes = zip(&[("app.py", "x = 1\n"), ("pkg/m.py", "y = 2\n")]);
         let info = package::inspect(&bytes, &Limits::default()).unwrap();
         store.put(&bytes, &info).unwrap();
-        let cache =
-            CodeCache::open(dir.path().join("cache"), store, Limits::default()).unwrap();
+        let cache = CodeCache::open(dir.path().join("cache"), store, Limits::default()).unwrap();
         let sha = info.sha256_hex();
         let handles: Vec<_> = (0..4)
             .map(|_| {

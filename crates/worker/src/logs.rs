@@ -7,10 +7,10 @@
 //! is guaranteed to be there — and then hands back the invocation's bytes.
 
 use std::fmt::Write as _;
+use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::unix::AsyncFd;
 use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, oneshot};
 
@@ -50,10 +50,11 @@ impl Drop for LogTap {
 impl LogTap {
     /// Start reading `output` (the read end of the sandbox's stdout/stderr pipe).
     pub fn start(output: std::fs::File) -> std::io::Result<LogTap> {
-        // `pipe::Receiver` puts the descriptor in non-blocking mode; reads go straight to
-        // the file so a drain really asks the kernel instead of tokio's readiness cache.
-        let fd = pipe::Receiver::from_file(output)?.into_nonblocking_fd()?;
-        let file = AsyncFd::new(std::fs::File::from(fd))?;
+        // A drain must ask the kernel, not tokio's readiness cache, so it reads through a
+        // duplicate of the descriptor (`pipe::Receiver` makes the shared file description
+        // non-blocking for both).
+        let direct = output.try_clone()?;
+        let receiver = pipe::Receiver::from_file(output)?;
         let buffer = Arc::new(Mutex::new(Buffer::default()));
         let (drain, mut drain_rx) = mpsc::channel::<oneshot::Sender<()>>(4);
         let task_buffer = buffer.clone();
@@ -61,17 +62,16 @@ impl LogTap {
             let mut chunk = vec![0u8; 16 * 1024];
             loop {
                 tokio::select! {
-                    ready = file.readable() => {
-                        let Ok(mut guard) = ready else { break };
-                        let open = read_available(file.get_ref(), &mut chunk, &task_buffer);
-                        guard.clear_ready();
+                    ready = receiver.readable() => {
+                        let open = ready.is_ok()
+                            && read_available(|b| receiver.try_read(b), &mut chunk, &task_buffer);
                         if !open {
                             break;
                         }
                     }
                     request = drain_rx.recv() => {
                         let Some(done) = request else { break };
-                        read_available(file.get_ref(), &mut chunk, &task_buffer);
+                        read_available(|b| (&direct).read(b), &mut chunk, &task_buffer);
                         let _ = done.send(());
                     }
                 }
@@ -107,10 +107,13 @@ impl LogTap {
 }
 
 /// Read until the pipe would block. Returns false at end of file or on error.
-fn read_available(mut file: &std::fs::File, chunk: &mut [u8], buffer: &Mutex<Buffer>) -> bool {
-    use std::io::Read;
+fn read_available(
+    mut read: impl FnMut(&mut [u8]) -> std::io::Result<usize>,
+    chunk: &mut [u8],
+    buffer: &Mutex<Buffer>,
+) -> bool {
     loop {
-        match file.read(chunk) {
+        match read(chunk) {
             Ok(0) => return false,
             Ok(n) => buffer
                 .lock()
@@ -151,7 +154,11 @@ pub fn invocation_log(request_id: &str, version: &str, output: &[u8], report: &R
         report.max_memory_used_mb,
     );
     if let Some(init) = report.init_duration {
-        let _ = write!(log, "\tInit Duration: {:.2} ms", init.as_secs_f64() * 1000.0);
+        let _ = write!(
+            log,
+            "\tInit Duration: {:.2} ms",
+            init.as_secs_f64() * 1000.0
+        );
     }
     log.push('\n');
     log

@@ -111,7 +111,13 @@ fn find_node() -> Option<RuntimeCommand> {
         .find(|p| is_real_executable(p))?;
     let out = Command::new(&node).arg("--version").output().ok()?;
     let version = String::from_utf8_lossy(&out.stdout);
-    let major: u32 = version.trim().trim_start_matches('v').split('.').next()?.parse().ok()?;
+    let major: u32 = version
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()?
+        .parse()
+        .ok()?;
     // The node binary's own installation (…/bin/node → …/lib/node_modules etc.).
     let prefix = node.parent()?.parent()?.to_path_buf();
     let extra_binds = if prefix == Path::new("/usr") {
