@@ -29,6 +29,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use ember_store::Store;
 use ember_store::package::{CodeStore, Limits};
+use ember_worker::WorkerManager;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 
@@ -58,6 +59,8 @@ pub struct Frontend {
     pub store: Arc<dyn Store>,
     pub code: CodeStore,
     pub config: Config,
+    /// Places invocations; the frontend never runs them itself.
+    pub worker: WorkerManager,
     keys: auth::KeyCache,
     /// Held while code packages are stored or collected, so a package is never removed
     /// between a create storing it and the function row that uses it being written.
@@ -65,11 +68,17 @@ pub struct Frontend {
 }
 
 impl Frontend {
-    pub fn new(store: Arc<dyn Store>, code: CodeStore, config: Config) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        code: CodeStore,
+        config: Config,
+        worker: WorkerManager,
+    ) -> Self {
         Frontend {
             store,
             code,
             config,
+            worker,
             keys: auth::KeyCache::default(),
             code_gc: tokio::sync::Mutex::new(()),
         }
@@ -78,6 +87,8 @@ impl Frontend {
 
 /// A request that passed authentication, as handed to a protocol module.
 pub struct Call {
+    /// Also the `x-amzn-RequestId` of the response (and an invocation's request id).
+    pub request_id: String,
     pub caller: auth::Caller,
     pub method: Method,
     /// Percent-decoded path segments.
@@ -132,7 +143,7 @@ async fn handle(State(frontend): State<Arc<Frontend>>, req: Request<Body>) -> Re
     let protocol = Protocol::classify(&req);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let mut response = match dispatch(&frontend, protocol, req).await {
+    let mut response = match dispatch(&frontend, protocol, req, &request_id).await {
         Ok(response) => response,
         Err(error) => {
             if error.is_client_error() {
@@ -153,6 +164,7 @@ async fn dispatch(
     frontend: &Frontend,
     protocol: Protocol,
     req: Request<Body>,
+    request_id: &str,
 ) -> Result<Response, ApiError> {
     let segments = protocol::decode_segments(req.uri().path())?;
     let route = protocol.route(req.method(), &segments)?;
@@ -166,6 +178,7 @@ async fn dispatch(
     };
     let caller = auth::authenticate(frontend, &request, protocol.signing_name()).await?;
     let call = Call {
+        request_id: request_id.to_owned(),
         caller,
         segments,
         query: protocol::decode_query(parts.uri.query().unwrap_or(""))?,

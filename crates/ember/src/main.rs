@@ -70,6 +70,12 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Show which sandbox protections this host enforces and which runtimes it has
+    Doctor {
+        /// Data directory whose sandboxes directory is checked [default: ./.ember]
+        #[arg(long, env = "EMBER_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
     /// Manage accounts (root account only)
     Accounts {
         #[command(subcommand)]
@@ -98,6 +104,9 @@ enum AccountsCommand {
 }
 
 fn main() -> ExitCode {
+    // The sandbox init helper is this same binary, re-executed: it must take over before
+    // any thread starts.
+    ember_sandbox::init_if_requested();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -127,7 +136,23 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Functions { command, client } => functions(&connect(client)?, command),
+        Command::Doctor { data_dir } => {
+            doctor(&data_dir.unwrap_or_else(|| PathBuf::from(config::DEFAULT_DATA_DIR)));
+            Ok(())
+        }
         Command::Accounts { command, client } => accounts(&connect(client)?, command),
+    }
+}
+
+fn doctor(data_dir: &std::path::Path) {
+    let report = serve::sandbox_environment(data_dir).report();
+    println!("Sandbox isolation on this host:\n{report}");
+    let runtimes = ember_worker::runtimes::HostRuntimes::detect();
+    println!("\nRuntimes:");
+    for name in runtimes.names() {
+        if let Some(runtime) = runtimes.get(name) {
+            println!("  {name:<16} {}", runtime.argv.join(" "));
+        }
     }
 }
 

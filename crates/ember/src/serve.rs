@@ -3,19 +3,31 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use ember_sandbox::Environment;
 use ember_store::package::CodeStore;
 use ember_store::{AccessKey, SqliteStore, Store};
+use ember_worker::{WorkerConfig, WorkerManager};
 
 use crate::config::ServeConfig;
 use crate::credentials::{self, KeyPair};
+
+/// Idle sandboxes are torn down after this long (Lambda keeps them for minutes too).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+const REAP_INTERVAL: Duration = Duration::from_secs(15);
+
+/// What this host can enforce for sandboxes kept under `<data-dir>/sandboxes`.
+pub fn sandbox_environment(data_dir: &Path) -> Environment {
+    Environment::detect(None, data_dir.join("sandboxes"))
+}
 
 /// Name of the root key file inside the data directory.
 pub const CREDENTIALS_FILE: &str = "credentials";
 
 pub async fn run(config: ServeConfig) -> Result<()> {
-    let data_dir = &config.data_dir;
+    let data_dir = &config.data_dir.clone();
     create_private_dir(data_dir)?;
     let store = SqliteStore::open(&data_dir.join("ember.db"))
         .with_context(|| format!("opening the database in {}", data_dir.display()))?;
@@ -23,6 +35,43 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         .with_context(|| format!("opening the code store in {}", data_dir.display()))?;
     bootstrap_root(&store, data_dir).await?;
     collect_orphaned_code(&store, &code).await?;
+
+    let env = sandbox_environment(data_dir);
+    let report = env.report();
+    if report.is_complete() {
+        tracing::info!("sandbox isolation: complete");
+    } else {
+        for (protection, why) in report.missing() {
+            tracing::warn!(protection, why, "sandbox protection missing");
+        }
+        tracing::warn!(
+            "sandboxes will not start until the missing protections are available (run `ember doctor`)"
+        );
+    }
+    let worker = WorkerManager::new(
+        WorkerConfig {
+            data_dir: data_dir.clone(),
+            region: config.frontend.region.clone(),
+            code_limits: config.frontend.code_limits,
+            idle_timeout: IDLE_TIMEOUT,
+        },
+        env,
+        code.clone(),
+    )
+    .context("setting up the worker manager")?;
+    let reaper = tokio::spawn({
+        let worker = worker.clone();
+        async move {
+            let mut tick = tokio::time::interval(REAP_INTERVAL);
+            loop {
+                tick.tick().await;
+                let reaped = worker.reap_idle();
+                if reaped > 0 {
+                    tracing::debug!(reaped, "tore down idle sandboxes");
+                }
+            }
+        }
+    });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -36,8 +85,11 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         Arc::new(store),
         code,
         config.frontend,
+        worker.clone(),
     ));
     ember_api::serve(listener, frontend, shutdown_signal()).await?;
+    reaper.abort();
+    tokio::task::spawn_blocking(move || worker.shutdown()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! The worker manager: places each invocation in a sandbox.
 //!
 //! # Layout
+//! - [`WorkerManager`]: placement (warm sandbox of the same function revision, else
+//!   cold), timeouts, crash and out-of-memory handling, idle teardown.
 //! - [`runtimes`]: the Lambda runtimes this host can run and how to start them.
 //! - [`logs`]: a sandbox's output, cut per invocation, with Lambda's START/END/REPORT lines.
 //! - [`code_cache`]: unpacked code packages, extracted once per node and shared
@@ -8,4 +10,9 @@
 
 pub mod code_cache;
 pub mod logs;
+mod manager;
 pub mod runtimes;
+
+pub use manager::{
+    InvokeError, InvokeRequest, InvokeResponse, Placement, WorkerConfig, WorkerManager,
+};

@@ -8,6 +8,7 @@
 //! is `ResourceNotFoundException`.
 
 pub mod config;
+mod invoke;
 pub mod names;
 
 use std::collections::BTreeMap;
@@ -49,6 +50,7 @@ pub enum Op {
     DeleteFunction(String),
     /// `GET .../code`: the download behind GetFunction's presigned `Code.Location`.
     DownloadCode(String),
+    Invoke(String),
 }
 
 /// Whether a path belongs to the Lambda API: its first segment is an API date.
@@ -77,10 +79,12 @@ pub fn route(method: &Method, segments: &[String]) -> Result<Route, ApiError> {
         }
         (&Method::PUT, [API_VERSION, "functions", n, "code"]) => Op::UpdateFunctionCode(name(n)),
         (&Method::GET, [API_VERSION, "functions", n, "code"]) => Op::DownloadCode(name(n)),
+        (&Method::POST, [API_VERSION, "functions", n, "invocations"]) => Op::Invoke(name(n)),
         _ => return Err(ApiError::unknown_operation()),
     };
     let body_limit = match op {
         Op::CreateFunction | Op::UpdateFunctionCode(_) => MAX_CODE_REQUEST_BYTES,
+        Op::Invoke(_) => invoke::MAX_PAYLOAD_BYTES,
         _ => MAX_REQUEST_BYTES,
     };
     Ok(Route {
@@ -104,6 +108,7 @@ pub async fn execute(frontend: &Frontend, op: Op, call: Call) -> Result<Response
         }
         Op::DeleteFunction(n) => delete_function(frontend, &call, &n).await,
         Op::DownloadCode(n) => download_code(frontend, &call, &n).await,
+        Op::Invoke(n) => invoke::invoke(frontend, &call, &n).await,
     }
 }
 
@@ -171,6 +176,7 @@ async fn lookup(frontend: &Frontend, call: &Call, raw: &str) -> Result<Function,
     let action = match call.method {
         Method::GET => "GetFunction",
         Method::DELETE => "DeleteFunction",
+        Method::POST => "InvokeFunction",
         _ => "UpdateFunction",
     };
     let name = resolve(frontend, call, raw, action)?;
@@ -370,6 +376,7 @@ pub fn decode_create_function(
 
 async fn create_function(frontend: &Frontend, call: &Call) -> Result<Response, ApiError> {
     let (mut function, zip) = decode_create_function(&call.body, &call.caller.account.id)?;
+    check_host_runtime(frontend, &function)?;
     let own = call.caller.account.id.clone();
     // Cheap early answer for the common mistake, before unzipping anything.
     if frontend
@@ -397,6 +404,22 @@ async fn create_function(frontend: &Frontend, call: &Call) -> Result<Response, A
         StatusCode::CREATED,
         &configuration(frontend, &function),
     ))
+}
+
+/// A runtime Lambda knows but this node cannot run is refused when it is configured, not
+/// at the first invocation.
+fn check_host_runtime(frontend: &Frontend, f: &Function) -> Result<(), ApiError> {
+    let runtimes = frontend.worker.runtimes();
+    match f.runtime.as_deref() {
+        Some(runtime) if runtimes.get(runtime).is_none() => {
+            Err(ApiError::invalid_parameter(format!(
+                "The runtime parameter of {runtime} is not available on this Ember node. \
+                 Available runtimes: {}",
+                runtimes.names().collect::<Vec<_>>().join(", ")
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn function_exists(name: &str) -> ApiError {
@@ -607,6 +630,7 @@ async fn update_function_configuration(
     let mut f = lookup(frontend, call, raw).await?;
     check_revision(&f, request.revision_id.as_deref())?;
     request.config.apply(&mut f)?;
+    check_host_runtime(frontend, &f)?;
     let previous = std::mem::replace(&mut f.revision_id, new_revision_id());
     f.last_modified = time::OffsetDateTime::now_utc();
     save(frontend, &f, &previous).await?;

@@ -1,0 +1,513 @@
+//! Placement: where an invocation runs.
+//!
+//! Today: an idle warm sandbox of the same function revision if there is one, else a
+//! sandbox started cold. A sandbox runs one invocation at a time, belongs to one account
+//! for its whole life (its key includes the account), and is destroyed — never reused —
+//! after a timeout, a crash, an out-of-memory kill or a failed init. Idle sandboxes are
+//! torn down after `idle_timeout`.
+//!
+//! The warming pool (pre-booted runtimes specialised on demand) slots in between "warm"
+//! and "cold" in [`WorkerManager::invoke`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use ember_runtime::{Invocation, Outcome, RuntimeApi};
+use ember_sandbox::{Environment, Sandbox, SandboxSpec};
+use ember_store::Function;
+use ember_store::package::{CodeStore, Limits};
+
+use crate::code_cache::CodeCache;
+use crate::logs::{self, LogTap, Report};
+use crate::runtimes::{HostRuntimes, RUNTIME_DIR};
+
+/// How long a runtime may take to initialise (Lambda's limit for on-demand init).
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a running invocation checks that its sandbox is still alive.
+const LIVENESS_POLL: Duration = Duration::from_millis(5);
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Holds `sandboxes/`, `cache/` (unpacked code) and `runtime/` (the shims).
+    pub data_dir: PathBuf,
+    pub region: String,
+    pub code_limits: Limits,
+    /// Idle sandboxes are destroyed after this long unused.
+    pub idle_timeout: Duration,
+}
+
+/// One invocation to place.
+#[derive(Debug, Clone)]
+pub struct InvokeRequest {
+    pub function: Function,
+    pub request_id: String,
+    pub payload: Bytes,
+    /// `X-Amz-Client-Context`, already decoded from base64.
+    pub client_context: Option<String>,
+}
+
+/// Where an invocation ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// An idle sandbox already running this function revision.
+    Warm,
+    /// A sandbox created for this invocation.
+    Cold,
+}
+
+#[derive(Debug, Clone)]
+pub struct InvokeResponse {
+    /// The function's result, or Lambda's error payload.
+    pub payload: Bytes,
+    /// Set when `payload` is an error (`X-Amz-Function-Error: Unhandled`).
+    pub function_error: bool,
+    /// The invocation's log: START, the function's output, END, REPORT.
+    pub log: String,
+    pub placement: Placement,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// The function's runtime does not exist on this node.
+    #[error("the runtime {0} is not available on this Ember node")]
+    RuntimeUnavailable(String),
+    /// A sandbox could not be made: a platform failure, not the function's.
+    #[error("could not start a sandbox: {0}")]
+    Sandbox(String),
+}
+
+/// One sandbox with its Runtime API and log, ready for an invocation.
+struct Worker {
+    sandbox: Sandbox,
+    api: RuntimeApi,
+    log: LogTap,
+    last_used: Instant,
+}
+
+/// Idle workers are keyed by account, function and revision: a worker is only ever reused
+/// for the same account, and an updated function never runs old code or configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    account_id: String,
+    name: String,
+    revision_id: String,
+}
+
+impl Key {
+    fn of(f: &Function) -> Key {
+        Key {
+            account_id: f.account_id.clone(),
+            name: f.name.clone(),
+            revision_id: f.revision_id.clone(),
+        }
+    }
+}
+
+struct Inner {
+    config: WorkerConfig,
+    env: Environment,
+    runtimes: HostRuntimes,
+    cache: CodeCache,
+    runtime_dir: PathBuf,
+    idle: Mutex<HashMap<Key, Vec<Worker>>>,
+    next_id: AtomicU64,
+}
+
+/// The worker manager. Cheap to clone.
+#[derive(Clone)]
+pub struct WorkerManager {
+    inner: Arc<Inner>,
+}
+
+/// How a started runtime's init ended.
+enum Init {
+    Ready(Box<Worker>, Duration),
+    /// The function's init failed: the error payload, and the log so far.
+    Failed(Bytes, Vec<u8>),
+}
+
+impl WorkerManager {
+    /// Set up the data directories, install the runtime shims, and remove what a
+    /// previous server process left behind. Blocking.
+    pub fn new(
+        config: WorkerConfig,
+        env: Environment,
+        code: CodeStore,
+    ) -> std::io::Result<WorkerManager> {
+        let runtime_dir = config.data_dir.join("runtime");
+        ember_runtime::shims::install(&runtime_dir)?;
+        make_readable(&config.data_dir)?;
+        let cache = CodeCache::open(config.data_dir.join("cache"), code, config.code_limits)?;
+        match ember_sandbox::cleanup_stale(&env) {
+            Ok(stats) => tracing::info!(?stats, "cleaned up after the previous server"),
+            Err(e) => tracing::warn!(error = %e, "could not clean up old sandboxes"),
+        }
+        Ok(WorkerManager {
+            inner: Arc::new(Inner {
+                config,
+                env,
+                runtimes: HostRuntimes::detect(),
+                cache,
+                runtime_dir,
+                idle: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    pub fn runtimes(&self) -> &HostRuntimes {
+        &self.inner.runtimes
+    }
+
+    /// Run one invocation to completion (success, function error, timeout or crash).
+    pub async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResponse, InvokeError> {
+        let f = &request.function;
+        let runtime = f.runtime.clone().unwrap_or_default();
+        if self.inner.runtimes.get(&runtime).is_none() {
+            return Err(InvokeError::RuntimeUnavailable(runtime));
+        }
+        let key = Key::of(f);
+        let warm = self.take_idle(&key);
+        let (mut worker, placement, init_duration) = match warm {
+            Some(worker) => (worker, Placement::Warm, None),
+            None => match self.start(f).await? {
+                Init::Ready(worker, took) => (*worker, Placement::Cold, Some(took)),
+                Init::Failed(payload, output) => {
+                    let report = Report {
+                        duration: Duration::ZERO,
+                        memory_size_mb: f.memory_size,
+                        max_memory_used_mb: 0,
+                        init_duration: None,
+                    };
+                    return Ok(InvokeResponse {
+                        payload,
+                        function_error: true,
+                        log: logs::invocation_log(&request.request_id, "$LATEST", &output, &report),
+                        placement: Placement::Cold,
+                    });
+                }
+            },
+        };
+
+        let timeout = Duration::from_secs(u64::from(f.timeout));
+        let invocation = Invocation {
+            request_id: request.request_id.clone(),
+            payload: request.payload.clone(),
+            deadline: SystemTime::now() + timeout,
+            function_arn: f.arn(&self.inner.config.region),
+            trace_id: None,
+            client_context: request.client_context.clone(),
+            cognito_identity: None,
+        };
+        let started = Instant::now();
+        let result = tokio::select! {
+            answer = worker.api.invoke(invocation) => match answer {
+                Ok(done) => Ended::Answered(done.outcome),
+                Err(_) => Ended::Died,
+            },
+            _ = tokio::time::sleep(timeout) => Ended::TimedOut,
+            _ = died(&worker.sandbox) => Ended::Died,
+        };
+        let duration = started.elapsed();
+        let mut output = worker.log.take().await;
+        let id = &request.request_id;
+        let (payload, function_error, reusable) = match result {
+            Ended::Answered(Outcome::Success(body)) => (body, false, true),
+            Ended::Answered(Outcome::Error { payload, .. }) => (payload, true, true),
+            Ended::TimedOut => {
+                let message = format!("Task timed out after {:.2} seconds", timeout.as_secs_f64());
+                output.extend_from_slice(format!("{} {id} {message}\n", timestamp()).as_bytes());
+                (
+                    error_payload(
+                        "Sandbox.Timedout",
+                        &format!("RequestId: {id} Error: {message}"),
+                    ),
+                    true,
+                    false,
+                )
+            }
+            Ended::Died => {
+                let (kind, why) = if worker.sandbox.oom_killed() {
+                    ("Runtime.OutOfMemory", "signal: killed".to_owned())
+                } else {
+                    ("Runtime.ExitError", exit_description(&mut worker.sandbox))
+                };
+                let message = format!("RequestId: {id} Error: Runtime exited with error: {why}");
+                output.extend_from_slice(format!("{message}\n{kind}\n").as_bytes());
+                (error_payload(kind, &message), true, false)
+            }
+        };
+        let report = Report {
+            duration,
+            memory_size_mb: f.memory_size,
+            max_memory_used_mb: worker
+                .sandbox
+                .memory_peak_bytes()
+                .unwrap_or(0)
+                .div_ceil(1 << 20),
+            init_duration,
+        };
+        let log = logs::invocation_log(id, "$LATEST", &output, &report);
+        let reusable = reusable && worker.sandbox.is_alive() && !worker.sandbox.oom_killed();
+        if reusable {
+            worker.last_used = Instant::now();
+            self.put_idle(key, worker);
+        } else {
+            destroy(worker);
+        }
+        Ok(InvokeResponse {
+            payload,
+            function_error,
+            log,
+            placement,
+        })
+    }
+
+    fn take_idle(&self, key: &Key) -> Option<Worker> {
+        let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let workers = idle.get_mut(key)?;
+        // Most recently used first: it is the most likely to still be in the CPU caches,
+        // and leaves the others to age out.
+        while let Some(worker) = workers.pop() {
+            if worker.sandbox.is_alive() {
+                return Some(worker);
+            }
+            destroy(worker);
+        }
+        None
+    }
+
+    fn put_idle(&self, key: Key, worker: Worker) {
+        let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.entry(key).or_default().push(worker);
+    }
+
+    /// Destroy workers idle longer than the idle timeout. Returns how many went.
+    pub fn reap_idle(&self) -> usize {
+        let timeout = self.inner.config.idle_timeout;
+        let mut expired = Vec::new();
+        {
+            let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+            for workers in idle.values_mut() {
+                let (old, keep): (Vec<Worker>, Vec<Worker>) = workers
+                    .drain(..)
+                    .partition(|w| w.last_used.elapsed() >= timeout || !w.sandbox.is_alive());
+                *workers = keep;
+                expired.extend(old);
+            }
+            idle.retain(|_, workers| !workers.is_empty());
+        }
+        let count = expired.len();
+        expired.into_iter().for_each(destroy);
+        count
+    }
+
+    /// Number of idle sandboxes.
+    pub fn idle_count(&self) -> usize {
+        let idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.values().map(Vec::len).sum()
+    }
+
+    /// Destroy every idle sandbox (at shutdown).
+    pub fn shutdown(&self) {
+        let all: Vec<Worker> = {
+            let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+            idle.drain().flat_map(|(_, w)| w).collect()
+        };
+        for worker in all {
+            if let Err(e) = worker.sandbox.destroy() {
+                tracing::warn!(error = %e, "could not destroy a sandbox at shutdown");
+            }
+        }
+    }
+
+    /// Start a sandbox for `f` and wait for its runtime to finish init.
+    async fn start(&self, f: &Function) -> Result<Init, InvokeError> {
+        let started = Instant::now();
+        let inner = self.inner.clone();
+        let function = f.clone();
+        let mut sandbox = tokio::task::spawn_blocking(move || inner.spawn(&function))
+            .await
+            .map_err(|e| InvokeError::Sandbox(e.to_string()))??;
+        let sandbox_error = |what: &str| InvokeError::Sandbox(what.to_owned());
+        let listener = sandbox
+            .runtime_api_listener()
+            .ok_or_else(|| sandbox_error("the sandbox has no Runtime API listener"))?;
+        let api = RuntimeApi::serve(listener).map_err(|e| InvokeError::Sandbox(e.to_string()))?;
+        let output = sandbox
+            .take_output()
+            .ok_or_else(|| sandbox_error("the sandbox has no output pipe"))?;
+        let log = LogTap::start(output).map_err(|e| InvokeError::Sandbox(e.to_string()))?;
+        let ended = tokio::select! {
+            ready = api.ready() => ready.map_err(|failure| failure.payload),
+            _ = tokio::time::sleep(INIT_TIMEOUT) => Err(error_payload(
+                "Runtime.InitTimeout",
+                &format!("Init did not complete within {} seconds", INIT_TIMEOUT.as_secs()),
+            )),
+            _ = died(&sandbox) => Err(Bytes::new()),
+        };
+        let worker = Worker {
+            sandbox,
+            api,
+            log,
+            last_used: Instant::now(),
+        };
+        match ended {
+            Ok(()) => Ok(Init::Ready(Box::new(worker), started.elapsed())),
+            Err(payload) => {
+                let mut worker = worker;
+                let output = worker.log.take().await;
+                let payload = if payload.is_empty() {
+                    let why = exit_description(&mut worker.sandbox);
+                    error_payload(
+                        "Runtime.ExitError",
+                        &format!("Runtime exited during init: {why}"),
+                    )
+                } else {
+                    payload
+                };
+                destroy(worker);
+                Ok(Init::Failed(payload, output))
+            }
+        }
+    }
+}
+
+enum Ended {
+    Answered(Outcome),
+    TimedOut,
+    Died,
+}
+
+impl Inner {
+    /// Unpack the code and create the sandbox. Blocking.
+    fn spawn(&self, f: &Function) -> Result<Sandbox, InvokeError> {
+        let runtime_name = f.runtime.clone().unwrap_or_default();
+        let runtime = self
+            .runtimes
+            .get(&runtime_name)
+            .ok_or_else(|| InvokeError::RuntimeUnavailable(runtime_name.clone()))?;
+        let code_dir = self
+            .cache
+            .unpacked(&f.code_sha256)
+            .map_err(|e| InvokeError::Sandbox(e.to_string()))?;
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = format!("sb-{}-{n}", std::process::id());
+        let mut spec =
+            SandboxSpec::new(id.clone(), self.env.root_dir_for(&id), runtime.argv.clone());
+        spec.ro_binds = ember_sandbox::system_ro_binds();
+        spec.ro_binds
+            .extend(runtime.extra_binds.iter().map(|p| (p.clone(), p.clone())));
+        spec.code_dir = Some(code_dir);
+        spec.runtime_dir = Some(self.runtime_dir.clone());
+        spec.tmp_bytes = u64::from(f.ephemeral_storage) << 20;
+        spec.memory_bytes = u64::from(f.memory_size) << 20;
+        spec.env = lambda_environment(f, &runtime_name, &self.config.region, &id);
+        Sandbox::spawn(spec, &self.env).map_err(|e| InvokeError::Sandbox(e.to_string()))
+    }
+}
+
+/// The environment Lambda gives a function: its own variables, then the platform's
+/// (which win: the control plane already refuses reserved names).
+fn lambda_environment(
+    f: &Function,
+    runtime: &str,
+    region: &str,
+    id: &str,
+) -> Vec<(String, String)> {
+    let today = time::OffsetDateTime::now_utc().date();
+    let stream = format!(
+        "{:04}/{:02}/{:02}/[$LATEST]{}",
+        today.year(),
+        u8::from(today.month()),
+        today.day(),
+        id
+    );
+    let mut env: Vec<(String, String)> = f
+        .environment
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let platform = [
+        (
+            "AWS_LAMBDA_RUNTIME_API",
+            ember_sandbox::RUNTIME_API_ADDR.to_owned(),
+        ),
+        ("_HANDLER", f.handler.clone().unwrap_or_default()),
+        ("LAMBDA_TASK_ROOT", ember_sandbox::TASK_DIR.to_owned()),
+        ("LAMBDA_RUNTIME_DIR", RUNTIME_DIR.to_owned()),
+        ("AWS_LAMBDA_FUNCTION_NAME", f.name.clone()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", f.memory_size.to_string()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/{}", f.name),
+        ),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", stream),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),
+        ("AWS_REGION", region.to_owned()),
+        ("AWS_DEFAULT_REGION", region.to_owned()),
+        ("AWS_EXECUTION_ENV", format!("AWS_Lambda_{runtime}")),
+        ("TZ", ":UTC".to_owned()),
+        ("LANG", "C.UTF-8".to_owned()),
+        ("PATH", "/usr/local/bin:/usr/bin:/bin:/opt/bin".to_owned()),
+        ("HOME", "/tmp".to_owned()),
+    ];
+    env.retain(|(k, _)| !platform.iter().any(|(p, _)| p == k));
+    env.extend(platform.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    env
+}
+
+/// Resolves when the sandbox's processes are gone.
+async fn died(sandbox: &Sandbox) {
+    while sandbox.is_alive() {
+        tokio::time::sleep(LIVENESS_POLL).await;
+    }
+}
+
+fn exit_description(sandbox: &mut Sandbox) -> String {
+    match sandbox.try_wait() {
+        Ok(Some(status)) => match (
+            status.code(),
+            std::os::unix::process::ExitStatusExt::signal(&status),
+        ) {
+            (Some(code), _) => format!("exit status {code}"),
+            (None, Some(signal)) => format!("signal: {signal}"),
+            _ => status.to_string(),
+        },
+        _ => "the runtime stopped".to_owned(),
+    }
+}
+
+fn error_payload(error_type: &str, message: &str) -> Bytes {
+    Bytes::from(serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string())
+}
+
+fn timestamp() -> String {
+    ember_store::model::format_timestamp(time::OffsetDateTime::now_utc())
+}
+
+/// Tear a worker down off the async threads (it waits for processes to die).
+fn destroy(worker: Worker) {
+    let Worker { sandbox, .. } = worker;
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = sandbox.destroy() {
+            tracing::warn!(error = %e, "could not destroy a sandbox");
+        }
+    });
+}
+
+/// Sandboxes run as unprivileged uids: the directories they bind from must be
+/// traversable (not listable) by others.
+fn make_readable(data_dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data_dir)?.permissions().mode();
+    if mode & 0o001 == 0 {
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(mode | 0o001))?;
+    }
+    Ok(())
+}
