@@ -26,7 +26,28 @@ pub struct Reply {
     pub status: u16,
     /// The AWS error code from `x-amzn-ErrorType`, on errors.
     pub error_type: Option<String>,
+    /// `X-Amz-Function-Error` of an Invoke.
+    pub function_error: Option<String>,
+    /// `X-Amz-Log-Result` of an Invoke, decoded.
+    pub log_result: Option<String>,
     pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The error this (non-2xx) reply carries.
+    pub fn into_failure(self) -> ApiFailure {
+        let value: Value = serde_json::from_slice(&self.body).unwrap_or(Value::Null);
+        let field = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_owned);
+        ApiFailure {
+            status: self.status,
+            code: self
+                .error_type
+                .unwrap_or_else(|| error_code_from_status(self.status).to_owned()),
+            message: field("message")
+                .or_else(|| field("Message"))
+                .unwrap_or_else(|| String::from_utf8_lossy(&self.body).into_owned()),
+        }
+    }
 }
 
 /// Where to find the server and which key to sign with.
@@ -91,6 +112,18 @@ impl Client {
         path_and_query: &str,
         body: Vec<u8>,
     ) -> Result<Reply> {
+        self.send_with(service, method, path_and_query, body, &[])
+    }
+
+    /// [`Client::send`] with extra (signed) headers.
+    pub fn send_with(
+        &self,
+        service: &str,
+        method: Method,
+        path_and_query: &str,
+        body: Vec<u8>,
+        extra_headers: &[(&'static str, &str)],
+    ) -> Result<Reply> {
         let uri: http::Uri = path_and_query
             .parse()
             .with_context(|| format!("invalid request path {path_and_query:?}"))?;
@@ -101,6 +134,9 @@ impl Client {
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
+        }
+        for (name, value) in extra_headers {
+            headers.insert(*name, HeaderValue::from_str(value)?);
         }
         let signed = ember_sigv4::sign(
             &ember_sigv4::Request {
@@ -130,11 +166,21 @@ impl Client {
             .run(request)
             .with_context(|| format!("could not reach Ember at {}", self.endpoint))?;
         let status = response.status().as_u16();
-        let error_type = response
-            .headers()
-            .get("x-amzn-errortype")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(':').next().unwrap_or(v).to_owned());
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let error_type =
+            header("x-amzn-errortype").map(|v| v.split(':').next().unwrap_or(&v).to_owned());
+        let function_error = header("x-amz-function-error");
+        let log_result = header("x-amz-log-result").and_then(|b64| {
+            use base64::Engine;
+            let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+            String::from_utf8(raw).ok()
+        });
         let body = response
             .into_body()
             .with_config()
@@ -144,6 +190,8 @@ impl Client {
         Ok(Reply {
             status,
             error_type,
+            function_error,
+            log_result,
             body,
         })
     }
@@ -159,27 +207,14 @@ impl Client {
     ) -> Result<Value> {
         let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
         let reply = self.send(service, method, path_and_query, bytes)?;
-        let value: Value = if reply.body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&reply.body).unwrap_or_else(|_| {
-                Value::String(String::from_utf8_lossy(&reply.body).into_owned())
-            })
-        };
-        if (200..300).contains(&reply.status) {
-            return Ok(value);
+        if !(200..300).contains(&reply.status) {
+            return Err(reply.into_failure().into());
         }
-        let field = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_owned);
-        Err(ApiFailure {
-            status: reply.status,
-            code: reply
-                .error_type
-                .unwrap_or_else(|| error_code_from_status(reply.status).to_owned()),
-            message: field("message")
-                .or_else(|| field("Message"))
-                .unwrap_or_else(|| value.to_string()),
+        if reply.body.is_empty() {
+            return Ok(Value::Null);
         }
-        .into())
+        Ok(serde_json::from_slice(&reply.body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&reply.body).into_owned())))
     }
 }
 

@@ -63,6 +63,19 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Invoke a function synchronously and print its result (and, with --log, its log tail)
+    Invoke {
+        /// Function name or ARN
+        name: String,
+        /// Event payload (JSON)
+        #[arg(long, default_value = "{}")]
+        payload: String,
+        /// Also print the last 4 KB of the invocation's log to stderr
+        #[arg(long)]
+        log: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// List, show and delete functions
     Functions {
         #[command(subcommand)]
@@ -136,12 +149,45 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Functions { command, client } => functions(&connect(client)?, command),
+        Command::Invoke {
+            name,
+            payload,
+            log,
+            client,
+        } => invoke(&connect(client)?, &name, &payload, log),
         Command::Doctor { data_dir } => {
             doctor(&data_dir.unwrap_or_else(|| PathBuf::from(config::DEFAULT_DATA_DIR)));
             Ok(())
         }
         Command::Accounts { command, client } => accounts(&connect(client)?, command),
     }
+}
+
+/// Invoke and print the result; a function error is printed too, and makes the exit
+/// status 1.
+fn invoke(client: &Client, name: &str, payload: &str, log: bool) -> Result<()> {
+    serde_json::from_str::<Value>(payload)
+        .map_err(|e| anyhow::anyhow!("--payload is not valid JSON: {e}"))?;
+    let path = format!("/2015-03-31/functions/{}/invocations", deploy::encode(name));
+    let headers = [("x-amz-log-type", if log { "Tail" } else { "None" })];
+    let reply = client.send_with(
+        "lambda",
+        Method::POST,
+        &path,
+        payload.as_bytes().to_vec(),
+        &headers,
+    )?;
+    if !(200..300).contains(&reply.status) {
+        return Err(reply.into_failure().into());
+    }
+    if let Some(tail) = &reply.log_result {
+        eprint!("{tail}");
+    }
+    println!("{}", String::from_utf8_lossy(&reply.body));
+    if reply.function_error.is_some() {
+        anyhow::bail!("the function failed (see its error above)");
+    }
+    Ok(())
 }
 
 fn doctor(data_dir: &std::path::Path) {

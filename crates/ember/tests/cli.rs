@@ -467,3 +467,69 @@ fn settings_come_from_flags_env_and_config_file() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
 }
+
+#[test]
+fn invoke_runs_the_function_in_a_sandbox_and_prints_result_and_log() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let code = function_dir();
+    std::fs::write(
+        code.path().join("fail.py"),
+        "def handler(event, context):\n    raise KeyError('missing')\n",
+    )
+    .unwrap();
+    let dir = code.path().to_str().unwrap();
+    for (name, handler) in [("echo", "app.handler"), ("broken", "fail.handler")] {
+        server.ok(
+            &[
+                "deploy",
+                dir,
+                "--name",
+                name,
+                "--runtime",
+                "python3.11",
+                "--handler",
+                handler,
+            ],
+            &[],
+        );
+    }
+    let out = server.ember(
+        &["invoke", "echo", "--payload", r#"{"k": [1, 2]}"#, "--log"],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        json(&String::from_utf8(out.stdout).unwrap()),
+        serde_json::json!({"k": [1, 2]})
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("START RequestId: "), "{log}");
+    assert!(log.contains("REPORT RequestId: "), "{log}");
+    assert!(
+        log.contains("Init Duration: "),
+        "a first invoke is a cold start: {log}"
+    );
+
+    let out = server.ember(&["invoke", "echo", "--log"], &[]);
+    assert!(out.status.success());
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("Init Duration"),
+        "the second invoke is warm"
+    );
+
+    let out = server.ember(&["invoke", "broken"], &[]);
+    assert!(!out.status.success());
+    let error = json(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(error["errorType"], "KeyError");
+    server.fails_with(
+        &["invoke", "echo", "--payload", "{nope"],
+        &[],
+        "not valid JSON",
+    );
+    server.fails_with(&["invoke", "absent"], &[], "ResourceNotFoundException");
+}
