@@ -62,6 +62,12 @@ pub fn cleanup_stale(env: &Environment) -> Result<CleanupStats, SandboxError> {
             Err(e) => return Err(SandboxError::io("unmount", mount_point, e.into())),
         }
     }
+    let slots = dir.join(crate::spec::SLOTS_DIR);
+    if let Ok(entries) = fs::read_dir(&slots) {
+        for entry in entries.flatten() {
+            crate::sandbox::remove_slot(&entry.path())?;
+        }
+    }
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(stats),

@@ -534,6 +534,42 @@ impl Environment {
 
     /// Creates the sandboxes directory if needed (traversable, not listable, by others:
     /// the sandbox's own unprivileged ids must reach their root directory).
+    /// Make `<sandboxes>/.slots` a shared mount (once), so that what the host mounts in a
+    /// slot propagates to the sandbox whose `/var/task` is bound from it.
+    pub(crate) fn ensure_slots(&self) -> Result<PathBuf, SandboxError> {
+        let dir = self.config.sandboxes_dir.join(crate::spec::SLOTS_DIR);
+        let _guard = SLOTS_SETUP.lock().unwrap_or_else(|e| e.into_inner());
+        if !dir.is_dir() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o711)
+                .create(&dir)
+                .map_err(|e| SandboxError::io("create the task slots directory", &dir, e))?;
+        }
+        let mounts = crate::mountinfo::read()
+            .map_err(|e| SandboxError::io("read", "/proc/self/mountinfo", e))?;
+        if !mounts.iter().any(|m| m.mount_point == dir) {
+            use nix::mount::{MsFlags, mount};
+            mount(
+                Some(&dir),
+                &dir,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| SandboxError::io("bind the task slots directory", &dir, e.into()))?;
+            mount(
+                None::<&str>,
+                &dir,
+                None::<&str>,
+                MsFlags::MS_SHARED,
+                None::<&str>,
+            )
+            .map_err(|e| SandboxError::io("share the task slots mount", &dir, e.into()))?;
+        }
+        Ok(dir)
+    }
+
     pub(crate) fn ensure_sandboxes_dir(&self) -> Result<(), SandboxError> {
         let dir = &self.config.sandboxes_dir;
         if !dir.is_dir() {
@@ -546,6 +582,9 @@ impl Environment {
         Ok(())
     }
 }
+
+/// Serialises the one-time set-up of the shared slots mount between threads.
+static SLOTS_SETUP: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Checks that `path` and every directory above it can be searched by others: the
 /// sandbox's processes are unprivileged host uids, so a `0700` directory anywhere on the

@@ -320,8 +320,15 @@ fn sandbox_init(
         nix::unistd::sethostname(&spec.hostname).at(|| "set the hostname")?;
     }
     if request.namespaces.mount {
-        rootfs::make_private()?;
+        if spec.task_slot {
+            rootfs::make_slave()?;
+        } else {
+            rootfs::make_private()?;
+        }
         rootfs::build(&spec.root_dir, &rootfs::plan(spec, request.identity))?;
+        if spec.task_slot {
+            rootfs::slot_in(&spec.root_dir, &crate::spec::slot_path(&spec.root_dir))?;
+        }
         rootfs::pivot(&spec.root_dir)?;
         rootfs::seal()?;
     }

@@ -378,6 +378,43 @@ pub(crate) fn make_private() -> Result<(), Failure> {
     .at(|| "make all mounts private")
 }
 
+/// Like [`make_private`], but every mount becomes a slave of its host peer: host mounts
+/// still propagate in (needed for the task slot), nothing propagates out. [`slot_in`]
+/// then makes the new tree private again except the task slot.
+pub(crate) fn make_slave() -> Result<(), Failure> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .at(|| "make all mounts slaves")
+}
+
+/// Make the new root's tree private, then bind the host's task slot at `/var/task` as the
+/// one mount that keeps receiving host mounts (the code, once assigned). Read-only.
+pub(crate) fn slot_in(root: &Path, slot: &Path) -> Result<(), Failure> {
+    mount(
+        None::<&str>,
+        root,
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .at(|| "make the new root private")?;
+    let target = under(root, Path::new(TASK_DIR));
+    mount(
+        Some(slot),
+        &target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .at(|| format!("bind the task slot {}", slot.display()))?;
+    set_attrs(&target, false, READ_ONLY).at(|| "make the task slot read-only")
+}
+
 /// Carries out `steps` with the new root at `root` (a host path, before `pivot`).
 pub(crate) fn build(root: &Path, steps: &[Step]) -> Result<(), Failure> {
     for step in steps {

@@ -38,6 +38,10 @@ pub struct Sandbox {
     listener: Option<TcpListener>,
     output: Option<File>,
     slot: Option<UidSlot>,
+    /// The host directory whose mounts appear at the sandbox's `/var/task` (pool mode).
+    task_slot: Option<PathBuf>,
+    /// The cgroup's process limit, kept to rewrite limits when the memory changes.
+    pids_max: u64,
     kill_timeout: Duration,
     /// The helper reported Ready: it now takes SIGTERM as "stop the sandbox".
     ready: bool,
@@ -72,6 +76,18 @@ impl Sandbox {
             check_reachable("root_dir", env.sandboxes_dir())?;
         }
         create_root_dir(&spec.root_dir)?;
+        let task_slot = if spec.task_slot {
+            env.ensure_slots()?;
+            let slot = crate::spec::slot_path(&spec.root_dir);
+            match fs::create_dir(&slot) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(SandboxError::io("create the task slot", &slot, e)),
+            }
+            Some(slot)
+        } else {
+            None
+        };
         let mut sandbox = Sandbox {
             id: spec.id.clone(),
             child: None,
@@ -81,6 +97,8 @@ impl Sandbox {
             listener: None,
             output: None,
             slot,
+            task_slot,
+            pids_max: u64::from(spec.pids_max) + HELPER_PROCESSES,
             kill_timeout: env.config().kill_timeout,
             ready: false,
             torn_down: false,
@@ -346,6 +364,70 @@ impl Sandbox {
         self.teardown()
     }
 
+    /// Put `code_dir` at the sandbox's `/var/task`, read-only (a sandbox spawned with
+    /// `task_slot`; once). The host bind-mounts it on the slot and the mount propagates
+    /// into the sandbox's namespace.
+    pub fn load_code(&self, code_dir: &Path) -> Result<(), SandboxError> {
+        use nix::mount::{MntFlags, MsFlags, mount, umount2};
+        let slot = self
+            .task_slot
+            .as_ref()
+            .ok_or_else(|| SandboxError::InvalidSpec {
+                field: "task_slot",
+                reason: "this sandbox was not started with a task slot".into(),
+            })?;
+        // Propagation copies a mount as it is when it is made; a later remount is not
+        // propagated. So the code is first bound at a staging point and made read-only
+        // there, and only that read-only mount is bound into the slot.
+        let staging = slot.with_extension("staging");
+        fs::create_dir(&staging)
+            .map_err(|e| SandboxError::io("create the code staging point", &staging, e))?;
+        let result = (|| {
+            mount(
+                Some(code_dir),
+                &staging,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| SandboxError::io("bind the code", &staging, e.into()))?;
+            mount(
+                None::<&str>,
+                &staging,
+                None::<&str>,
+                MsFlags::MS_REMOUNT
+                    | MsFlags::MS_BIND
+                    | MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV,
+                None::<&str>,
+            )
+            .map_err(|e| SandboxError::io("make the code read-only", &staging, e.into()))?;
+            mount(
+                Some(&staging),
+                slot,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| SandboxError::io("bind the code into the task slot", slot, e.into()))
+        })();
+        let _ = umount2(&staging, MntFlags::MNT_DETACH);
+        let _ = fs::remove_dir(&staging);
+        result
+    }
+
+    /// Change the memory limit (e.g. when a pooled sandbox is assigned a function).
+    pub fn set_memory_limit(&self, bytes: u64) -> Result<(), SandboxError> {
+        match &self.cgroup {
+            Some(cgroup) => cgroup.apply_limits(&Limits {
+                memory_bytes: bytes,
+                pids_max: self.pids_max,
+            }),
+            None => Ok(()),
+        }
+    }
+
     fn teardown(&mut self) -> Result<(), SandboxError> {
         if self.torn_down {
             return Ok(());
@@ -381,6 +463,9 @@ impl Sandbox {
             note(cgroup.remove(self.kill_timeout));
         }
         note(remove_root_dir(&self.root_dir));
+        if let Some(slot) = &self.task_slot {
+            note(remove_slot(slot));
+        }
         match first_error {
             None => {
                 self.torn_down = true;
@@ -456,5 +541,19 @@ pub(crate) fn remove_root_dir(dir: &Path) -> Result<(), SandboxError> {
             })
         }
         Err(e) => Err(SandboxError::io("remove the root directory", dir, e)),
+    }
+}
+
+/// Detach whatever is mounted on a task slot and remove the slot directory.
+pub(crate) fn remove_slot(slot: &Path) -> Result<(), SandboxError> {
+    use nix::mount::{MntFlags, umount2};
+    match umount2(slot, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+        Err(e) => return Err(SandboxError::io("unmount the task slot", slot, e.into())),
+    }
+    match fs::remove_dir(slot) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(SandboxError::io("remove the task slot", slot, e)),
     }
 }

@@ -91,6 +91,12 @@ pub struct SandboxSpec {
     pub cwd: PathBuf,
     /// The sandbox's hostname (its own UTS namespace).
     pub hostname: String,
+    /// Start with an empty `/var/task` that receives the code later, through
+    /// [`crate::Sandbox::load_code`] (the warming pool: boot the runtime first, learn the
+    /// function afterwards). Excludes `code_dir`. The mount arrives by propagation from a
+    /// host-side slot directory, one way only: nothing the sandbox mounts reaches the host.
+    #[serde(default)]
+    pub task_slot: bool,
 }
 
 impl SandboxSpec {
@@ -111,6 +117,7 @@ impl SandboxSpec {
             argv,
             cwd: PathBuf::from(TASK_DIR),
             hostname: DEFAULT_HOSTNAME.to_owned(),
+            task_slot: false,
         }
     }
 
@@ -201,9 +208,30 @@ impl SandboxSpec {
             return Err(bad("argv", "contains a NUL byte".into()));
         }
         check_sandbox_path(&self.cwd).map_err(|r| bad("cwd", r))?;
+        if self.task_slot && self.code_dir.is_some() {
+            return Err(bad(
+                "task_slot",
+                "a sandbox gets its code either at start (code_dir) or later (task_slot), not both"
+                    .into(),
+            ));
+        }
         validate_hostname(&self.hostname).map_err(|r| bad("hostname", r))?;
         Ok(())
     }
+}
+
+/// Name of the directory, inside the sandboxes directory, holding the task slots.
+pub(crate) const SLOTS_DIR: &str = ".slots";
+
+/// The host directory whose mounts propagate to the `/var/task` of the sandbox rooted at
+/// `root_dir` (a direct child of the sandboxes directory).
+pub(crate) fn slot_path(root_dir: &Path) -> PathBuf {
+    let id = root_dir.file_name().unwrap_or_default();
+    root_dir
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join(SLOTS_DIR)
+        .join(id)
 }
 
 /// The read-only binds a typical interpreter needs, among those that exist on this host:
