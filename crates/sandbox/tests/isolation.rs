@@ -198,6 +198,14 @@ fn no_sandbox_process_is_privileged_on_the_host() {
         .parse()
         .unwrap();
     assert!(init_uid >= base, "pid 1 runs as host uid {init_uid}");
+    // Pid 1 drops its capabilities right after reporting the payload started, which can
+    // be a moment after `spawn` returns.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while status(sandbox.pid(), "CapEff") != "0000000000000000"
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     assert_eq!(status(sandbox.pid(), "CapEff"), "0000000000000000");
     // The helper stays root on the host but holds no capability at all.
     assert_eq!(status(sandbox.helper_pid(), "CapEff"), "0000000000000000");
