@@ -16,7 +16,7 @@ const { pathToFileURL } = require('url');
 const API = process.env.AWS_LAMBDA_RUNTIME_API || '127.0.0.1:9001';
 const [HOST, PORT] = [API.slice(0, API.lastIndexOf(':')), Number(API.slice(API.lastIndexOf(':') + 1))];
 const PREFIX = '/2018-06-01/runtime';
-const TASK_ROOT = process.env.LAMBDA_TASK_ROOT || '/var/task';
+let TASK_ROOT = process.env.LAMBDA_TASK_ROOT || '/var/task';
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
 function request(method, p, body, headers) {
@@ -170,8 +170,23 @@ function logError(payload) {
   );
 }
 
+// A pooled runtime boots before it has a function: wait for it (Ember's own call).
+async function awaitAssignment() {
+  const res = await request('GET', '/ember/assignment');
+  if (res.status !== 200) {
+    process.stderr.write(`runtime API assignment answered ${res.status}\n`);
+    process.exit(1);
+  }
+  const assignment = JSON.parse(res.body.toString('utf8'));
+  delete process.env.EMBER_POOLED;
+  Object.assign(process.env, assignment.env);
+  process.env._HANDLER = assignment.handler;
+  TASK_ROOT = process.env.LAMBDA_TASK_ROOT || '/var/task';
+}
+
 async function main() {
   patchConsole();
+  if (process.env.EMBER_POOLED === '1') await awaitAssignment();
   let handler;
   try {
     handler = await loadHandler(process.env._HANDLER || '');

@@ -113,10 +113,26 @@ class InitError(Exception):
         self.error_type, self.message, self.cause = error_type, message, cause
 
 
+def await_assignment(api):
+    """A pooled runtime boots before it has a function: wait for it (Ember's own call)."""
+    resp, body = api.request("GET", "/ember/assignment")
+    if resp.status != 200:
+        sys.stderr.write("runtime API assignment answered %d\n" % resp.status)
+        sys.exit(1)
+    assignment = json.loads(body)
+    del os.environ["EMBER_POOLED"]
+    os.environ.update(assignment["env"])
+    os.environ["_HANDLER"] = assignment["handler"]
+
+
 def main():
+    global TASK_ROOT
+    api = Connection()
+    if os.environ.get("EMBER_POOLED") == "1":
+        await_assignment(api)
+        TASK_ROOT = os.environ.get("LAMBDA_TASK_ROOT", "/var/task")
     sys.path[:0] = [TASK_ROOT, "/opt/python"]
     os.chdir(TASK_ROOT) if os.path.isdir(TASK_ROOT) else None
-    api = Connection()
     try:
         handler = load_handler(os.environ.get("_HANDLER", ""))
     except InitError as e:

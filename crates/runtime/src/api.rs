@@ -68,9 +68,21 @@ pub struct RuntimeGone;
 
 #[derive(Debug, Clone)]
 enum InitState {
+    /// The runtime is starting (a pooled one: not yet asking for its assignment).
     Initializing,
+    /// A pooled runtime is booted and waits for its function (`GET .../ember/assignment`).
+    Booted,
+    /// Init is done: the runtime asked for its first event.
     Ready,
     Failed(InitFailure),
+}
+
+/// What a pooled runtime learns when it is given a function: its handler and the
+/// function's environment variables (Lambda's and the user's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub handler: String,
+    pub env: Vec<(String, String)>,
 }
 
 struct Pending {
@@ -86,6 +98,8 @@ struct Current {
 
 struct Shared {
     next_rx: tokio::sync::Mutex<mpsc::Receiver<Pending>>,
+    /// Taken by the first (and only) assignment request.
+    assignment_rx: tokio::sync::Mutex<Option<oneshot::Receiver<Assignment>>>,
     current: Mutex<Option<Current>>,
     init: watch::Sender<InitState>,
 }
@@ -93,6 +107,7 @@ struct Shared {
 /// The host's handle on one sandbox's Runtime API server. Dropping it stops the server.
 pub struct RuntimeApi {
     next_tx: mpsc::Sender<Pending>,
+    assignment_tx: Mutex<Option<oneshot::Sender<Assignment>>>,
     init: watch::Receiver<InitState>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -110,8 +125,10 @@ impl RuntimeApi {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let (next_tx, next_rx) = mpsc::channel(1);
         let (init_tx, init_rx) = watch::channel(InitState::Initializing);
+        let (assignment_tx, assignment_rx) = oneshot::channel();
         let shared = Arc::new(Shared {
             next_rx: tokio::sync::Mutex::new(next_rx),
+            assignment_rx: tokio::sync::Mutex::new(Some(assignment_rx)),
             current: Mutex::new(None),
             init: init_tx,
         });
@@ -123,6 +140,7 @@ impl RuntimeApi {
             )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
+            .route("/2018-06-01/runtime/ember/assignment", get(assignment))
             .with_state(shared);
         let server = tokio::spawn(async move {
             use axum::serve::ListenerExt;
@@ -135,9 +153,39 @@ impl RuntimeApi {
         });
         Ok(RuntimeApi {
             next_tx,
+            assignment_tx: Mutex::new(Some(assignment_tx)),
             init: init_rx,
             server,
         })
+    }
+
+    /// Wait until a pooled runtime has booted and asks for its function.
+    pub async fn booted(&self) -> Result<(), InitFailure> {
+        let mut init = self.init.clone();
+        loop {
+            match &*init.borrow_and_update() {
+                InitState::Booted | InitState::Ready => return Ok(()),
+                InitState::Failed(failure) => return Err(failure.clone()),
+                InitState::Initializing => {}
+            }
+            if init.changed().await.is_err() {
+                return Err(InitFailure {
+                    error_type: "Runtime.Unknown".into(),
+                    payload: Bytes::new(),
+                });
+            }
+        }
+    }
+
+    /// Give a pooled runtime its function. Only once: a runtime serves one function for
+    /// its whole life. Returns false if it was already assigned.
+    pub fn assign(&self, assignment: Assignment) -> bool {
+        let sender = self
+            .assignment_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        sender.is_some_and(|tx| tx.send(assignment).is_ok())
     }
 
     /// Wait until the runtime is initialised (asked for its first event) or failed to.
@@ -147,7 +195,7 @@ impl RuntimeApi {
             match &*init.borrow_and_update() {
                 InitState::Ready => return Ok(()),
                 InitState::Failed(failure) => return Err(failure.clone()),
-                InitState::Initializing => {}
+                InitState::Initializing | InitState::Booted => {}
             }
             if init.changed().await.is_err() {
                 return Err(InitFailure {
@@ -192,7 +240,7 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
             .take(),
     );
     shared.init.send_if_modified(|state| {
-        if matches!(state, InitState::Initializing) {
+        if matches!(state, InitState::Initializing | InitState::Booted) {
             *state = InitState::Ready;
             true
         } else {
@@ -331,6 +379,42 @@ async fn error(
             payload,
         },
     )
+}
+
+/// `GET .../ember/assignment`: a pooled runtime, booted, waits here for its function.
+async fn assignment(State(shared): State<Arc<Shared>>) -> Response {
+    let Some(rx) = shared.assignment_rx.lock().await.take() else {
+        return runtime_error(
+            StatusCode::FORBIDDEN,
+            "AlreadyAssigned",
+            "This runtime already has its function",
+        );
+    };
+    shared.init.send_if_modified(|state| {
+        if matches!(state, InitState::Initializing) {
+            *state = InitState::Booted;
+            true
+        } else {
+            false
+        }
+    });
+    match rx.await {
+        Ok(a) => {
+            let env: serde_json::Map<String, serde_json::Value> = a
+                .env
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect();
+            let body = serde_json::json!({ "handler": a.handler, "env": env });
+            let mut response = Response::new(Body::from(body.to_string()));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(_) => StatusCode::GONE.into_response(),
+    }
 }
 
 async fn init_error(State(shared): State<Arc<Shared>>, request: Request) -> Response {

@@ -10,4 +10,4 @@
 pub mod api;
 pub mod shims;
 
-pub use api::{Completion, InitFailure, Invocation, Outcome, RuntimeApi, RuntimeGone};
+pub use api::{Assignment, Completion, InitFailure, Invocation, Outcome, RuntimeApi, RuntimeGone};

@@ -39,6 +39,11 @@ fn which(name: &str) -> Option<std::path::PathBuf> {
 
 /// Start `program` with the shim against a fresh Runtime API, with `files` as the task root.
 fn start(language: &str, handler: &str, files: &[(&str, &str)]) -> Runtime {
+    start_with(language, Some(handler), files)
+}
+
+/// `handler: None` starts the runtime pooled: booted, waiting for its assignment.
+fn start_with(language: &str, handler: Option<&str>, files: &[(&str, &str)]) -> Runtime {
     let task = tempfile::tempdir().unwrap();
     for (name, text) in files {
         let path = task.path().join(name);
@@ -63,13 +68,20 @@ fn start(language: &str, handler: &str, files: &[(&str, &str)]) -> Runtime {
             c
         }
     };
-    let child = cmd
-        .env_clear()
+    cmd.env_clear()
         .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-        .env("LAMBDA_TASK_ROOT", task.path())
-        .env("_HANDLER", handler)
-        .env("AWS_LAMBDA_FUNCTION_NAME", "fn")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("LAMBDA_TASK_ROOT", task.path());
+    match handler {
+        Some(handler) => {
+            cmd.env("_HANDLER", handler)
+                .env("AWS_LAMBDA_FUNCTION_NAME", "fn")
+                .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128");
+        }
+        None => {
+            cmd.env("EMBER_POOLED", "1");
+        }
+    }
+    let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -312,4 +324,45 @@ async fn unknown_request_ids_are_refused() {
     .unwrap();
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
     assert!(out.contains("InvalidRequestID"));
+}
+
+#[tokio::test]
+async fn pooled_runtimes_boot_first_and_take_their_function_later() {
+    for (language, handler, file, text) in [
+        (
+            "python",
+            "app.handler",
+            "app.py",
+            "import os\ndef handler(e, c):\n    return {'name': c.function_name, 'v': os.environ['USER_VAR']}\n",
+        ),
+        (
+            "node",
+            "index.handler",
+            "index.js",
+            "exports.handler = async (e, c) => ({ name: c.functionName, v: process.env.USER_VAR });\n",
+        ),
+    ] {
+        let rt = start_with(language, None, &[(file, text)]);
+        tokio::time::timeout(Duration::from_secs(10), rt.api.booted())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!rt.api.is_ready());
+        let assignment = ember_runtime::Assignment {
+            handler: handler.into(),
+            env: vec![
+                ("AWS_LAMBDA_FUNCTION_NAME".into(), "pooled-fn".into()),
+                ("USER_VAR".into(), "42".into()),
+            ],
+        };
+        assert!(rt.api.assign(assignment.clone()));
+        assert!(!rt.api.assign(assignment), "a runtime is assigned once");
+        ready(&rt).await.unwrap();
+        let Outcome::Success(body) = call(&rt, "p1", "{}").await else {
+            panic!("expected success")
+        };
+        let v = json(&body);
+        assert_eq!(v["name"], "pooled-fn", "{language}");
+        assert_eq!(v["v"], "42", "{language}");
+    }
 }
