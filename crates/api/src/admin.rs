@@ -19,10 +19,23 @@ use crate::{ApiError, Call, Frontend, json_response};
 
 pub const HEALTH_PATH: &str = "/ember/health";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     CreateAccount,
     ListAccounts,
+    PoolStatus,
+    SetPoolTarget(String),
+}
+
+impl Op {
+    fn name(&self) -> &'static str {
+        match self {
+            Op::CreateAccount => "CreateAccount",
+            Op::ListAccounts => "ListAccounts",
+            Op::PoolStatus => "GetPool",
+            Op::SetPoolTarget(_) => "SetPoolTarget",
+        }
+    }
 }
 
 pub fn route(method: &Method, segments: &[String]) -> Result<Route, ApiError> {
@@ -30,6 +43,10 @@ pub fn route(method: &Method, segments: &[String]) -> Result<Route, ApiError> {
     let op = match (method, segs.as_slice()) {
         (&Method::POST, ["ember", "v1", "accounts"]) => Op::CreateAccount,
         (&Method::GET, ["ember", "v1", "accounts"]) => Op::ListAccounts,
+        (&Method::GET, ["ember", "v1", "pool"]) => Op::PoolStatus,
+        (&Method::PUT, ["ember", "v1", "pool", runtime]) => {
+            Op::SetPoolTarget((*runtime).to_owned())
+        }
         _ => return Err(ApiError::unknown_operation()),
     };
     Ok(Route {
@@ -53,13 +70,16 @@ pub fn health(frontend: &Frontend) -> Response {
 pub async fn execute(frontend: &Frontend, op: Op, call: Call) -> Result<Response, ApiError> {
     if !call.caller.account.is_root {
         return Err(ApiError::access_denied(format!(
-            "User: {} is not authorized to perform: ember:{op:?}; only the root account administers Ember",
-            call.caller.principal_arn()
+            "User: {} is not authorized to perform: ember:{}; only the root account administers Ember",
+            call.caller.principal_arn(),
+            op.name()
         )));
     }
     match op {
         Op::CreateAccount => create_account(frontend, &call).await,
         Op::ListAccounts => list_accounts(frontend).await,
+        Op::PoolStatus => Ok(pool_status(frontend)),
+        Op::SetPoolTarget(runtime) => set_pool_target(frontend, &call, &runtime),
     }
 }
 
@@ -127,4 +147,67 @@ async fn list_accounts(frontend: &Frontend) -> Result<Response, ApiError> {
         StatusCode::OK,
         &serde_json::json!({ "Accounts": accounts }),
     ))
+}
+
+/// `GET /ember/v1/pool`: the warming pool per runtime, sandboxes per function, and the
+/// memory they hold.
+fn pool_status(frontend: &Frontend) -> Response {
+    let status = frontend.worker.status();
+    let runtimes: Vec<_> = status
+        .runtimes
+        .iter()
+        .map(
+            |r| serde_json::json!({ "Runtime": r.runtime, "Pooled": r.pooled, "Target": r.target }),
+        )
+        .collect();
+    let functions: Vec<_> = status
+        .functions
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "AccountId": f.account_id, "FunctionName": f.name, "Idle": f.idle, "Busy": f.busy,
+            })
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "Runtimes": runtimes,
+            "Functions": functions,
+            "MemoryBytes": status.memory_bytes,
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetPoolTargetRequest {
+    #[serde(rename = "Size")]
+    size: u32,
+}
+
+/// Largest pool one runtime may ask for (each pooled sandbox holds memory).
+const MAX_POOL_TARGET: u32 = 1000;
+
+/// `PUT /ember/v1/pool/{runtime}` `{"Size": n}`.
+fn set_pool_target(frontend: &Frontend, call: &Call, runtime: &str) -> Result<Response, ApiError> {
+    let request: SetPoolTargetRequest = serde_json::from_slice(&call.body).map_err(|e| {
+        ApiError::invalid_request_content(format!("Could not parse request body into json: {e}"))
+    })?;
+    if request.size > MAX_POOL_TARGET {
+        return Err(ApiError::invalid_parameter(format!(
+            "Size must be between 0 and {MAX_POOL_TARGET}"
+        )));
+    }
+    frontend
+        .worker
+        .set_pool_target(runtime, request.size as usize)
+        .map_err(|_| {
+            ApiError::invalid_parameter(format!(
+                "{runtime} cannot be pooled on this node: pools exist for the Python and Node.js \
+                 runtimes it has"
+            ))
+        })?;
+    tracing::info!(runtime, size = request.size, "warming pool target changed");
+    Ok(pool_status(frontend))
 }

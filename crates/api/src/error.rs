@@ -14,6 +14,8 @@ pub struct ApiError {
     /// The AWS error code, e.g. `ResourceNotFoundException`.
     pub code: &'static str,
     pub message: String,
+    /// The `Reason` member some errors carry (`TooManyRequestsException`).
+    pub reason: Option<&'static str>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -36,6 +38,19 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            reason: None,
+        }
+    }
+
+    /// 429 `TooManyRequestsException` with its `Reason` (a Lambda `ThrottleReason`).
+    pub fn too_many_requests(reason: &'static str) -> Self {
+        ApiError {
+            reason: Some(reason),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequestsException",
+                "Rate Exceeded.",
+            )
         }
     }
 

@@ -43,6 +43,8 @@ pub struct Config {
     pub region: String,
     /// Limits applied to uploaded code packages.
     pub code_limits: Limits,
+    /// Concurrent executions per account (Lambda's `ConcurrentExecutions`, default 1000).
+    pub account_concurrency_limit: u32,
 }
 
 impl Default for Config {
@@ -50,6 +52,7 @@ impl Default for Config {
         Config {
             region: "us-east-1".to_owned(),
             code_limits: Limits::default(),
+            account_concurrency_limit: ember_worker::limits::DEFAULT_ACCOUNT_LIMIT,
         }
     }
 }
@@ -61,6 +64,8 @@ pub struct Frontend {
     pub config: Config,
     /// Places invocations; the frontend never runs them itself.
     pub worker: WorkerManager,
+    /// Reserved concurrency and the account limit, enforced on every invocation.
+    pub concurrency: lambda::concurrency::Concurrency,
     keys: auth::KeyCache,
     /// Held while code packages are stored or collected, so a package is never removed
     /// between a create storing it and the function row that uses it being written.
@@ -75,6 +80,7 @@ impl Frontend {
         worker: WorkerManager,
     ) -> Self {
         Frontend {
+            concurrency: lambda::concurrency::Concurrency::new(config.account_concurrency_limit),
             store,
             code,
             config,

@@ -80,14 +80,18 @@ impl Protocol {
     }
 
     /// The error in this protocol's wire shape. rest-json (Lambda, Ember): the code in the
-    /// `x-amzn-ErrorType` header, and `{"Type": "User"|"Service", "message": ...}`.
+    /// `x-amzn-ErrorType` header, and `{"Type": "User"|"Service", "message": ...}` (plus
+    /// `"Reason"` when the error has one).
     pub fn render_error(self, error: &ApiError) -> Response {
         let kind = if error.is_client_error() {
             "User"
         } else {
             "Service"
         };
-        let body = serde_json::json!({ "Type": kind, "message": error.message });
+        let mut body = serde_json::json!({ "Type": kind, "message": error.message });
+        if let Some(reason) = error.reason {
+            body["Reason"] = reason.into();
+        }
         let mut response = json_response(error.status, &body);
         response
             .headers_mut()

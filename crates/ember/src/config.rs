@@ -2,6 +2,7 @@
 //! else the TOML config file, else the built-in default. Unknown keys in the file are
 //! errors, so a typo is caught at start-up rather than silently ignored.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -27,7 +28,7 @@ pub struct ServeArgs {
     #[arg(long, env = "EMBER_REGION")]
     pub region: Option<String>,
     /// TOML config file (keys: data_dir, listen, region, [code] max_unzipped_bytes,
-    /// max_entries)
+    /// max_entries, [limits] account_concurrency, [pool] "<runtime>" = <size>)
     #[arg(long, env = "EMBER_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -41,6 +42,18 @@ struct FileConfig {
     region: Option<String>,
     #[serde(default)]
     code: CodeConfig,
+    #[serde(default)]
+    limits: LimitsConfig,
+    /// Warming pool size per runtime, e.g. `"python3.11" = 4`.
+    pool: Option<BTreeMap<String, usize>>,
+}
+
+/// `[limits]`: concurrency.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsConfig {
+    /// Concurrent executions per account (default 1000).
+    account_concurrency: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -56,6 +69,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub frontend: ember_api::Config,
+    /// Warming pool targets per runtime; `None`: the defaults for the host's runtimes.
+    pub pool: Option<BTreeMap<String, usize>>,
 }
 
 impl ServeArgs {
@@ -82,6 +97,11 @@ impl ServeArgs {
         if let Some(n) = file.code.max_entries {
             code_limits.max_entries = n;
         }
+        let account_concurrency_limit = match file.limits.account_concurrency {
+            Some(0) => bail!("[limits] account_concurrency must be at least 1"),
+            Some(n) => n,
+            None => ember_worker::limits::DEFAULT_ACCOUNT_LIMIT,
+        };
         Ok(ServeConfig {
             data_dir: self
                 .data_dir
@@ -94,7 +114,9 @@ impl ServeArgs {
             frontend: ember_api::Config {
                 region,
                 code_limits,
+                account_concurrency_limit,
             },
+            pool: file.pool,
         })
     }
 }
@@ -128,6 +150,34 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:9999".parse().unwrap());
         assert_eq!(c.data_dir, PathBuf::from(".ember"));
         assert_eq!(c.frontend.code_limits.max_entries, 7);
+    }
+
+    #[test]
+    fn account_concurrency_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ember.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            ServeArgs {
+                config: Some(path.clone()),
+                ..Default::default()
+            }
+            .resolve()
+        };
+        assert_eq!(
+            resolve("").unwrap().frontend.account_concurrency_limit,
+            1000
+        );
+        assert_eq!(
+            resolve("[limits]\naccount_concurrency = 7\n")
+                .unwrap()
+                .frontend
+                .account_concurrency_limit,
+            7
+        );
+        assert!(resolve("[limits]\naccount_concurrency = 0\n").is_err());
+        assert!(resolve("[limits]\naccount_concurrency = -1\n").is_err());
+        assert!(resolve("[limits]\nconcurrency = 5\n").is_err());
     }
 
     #[test]

@@ -89,6 +89,13 @@ enum Command {
         #[arg(long, env = "EMBER_DATA_DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Show the warming pool and the functions' sandboxes, or resize the pool (root only)
+    Pool {
+        #[command(subcommand)]
+        command: Option<PoolCommand>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Manage accounts (root account only)
     Accounts {
         #[command(subcommand)]
@@ -106,6 +113,12 @@ enum FunctionsCommand {
     Get { name: String },
     /// Delete a function
     Rm { name: String },
+}
+
+#[derive(Subcommand)]
+enum PoolCommand {
+    /// Set how many booted sandboxes to keep for a runtime (e.g. raise it for peak hours)
+    Set { runtime: String, size: u32 },
 }
 
 #[derive(Subcommand)]
@@ -160,6 +173,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Accounts { command, client } => accounts(&connect(client)?, command),
+        Command::Pool { command, client } => pool(&connect(client)?, command),
     }
 }
 
@@ -265,6 +279,43 @@ fn functions(client: &Client, command: FunctionsCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn pool(client: &Client, command: Option<PoolCommand>) -> Result<()> {
+    let status = match command {
+        None => client.json("ember", Method::GET, "/ember/v1/pool", None)?,
+        Some(PoolCommand::Set { runtime, size }) => client.json(
+            "ember",
+            Method::PUT,
+            &format!("/ember/v1/pool/{}", deploy::encode(&runtime)),
+            Some(&json!({ "Size": size })),
+        )?,
+    };
+    println!("{:<16} {:>7} {:>7}", "RUNTIME", "POOLED", "TARGET");
+    for r in status["Runtimes"].as_array().into_iter().flatten() {
+        println!(
+            "{:<16} {:>7} {:>7}",
+            r["Runtime"].as_str().unwrap_or(""),
+            r["Pooled"],
+            r["Target"]
+        );
+    }
+    println!(
+        "\n{:<14} {:<40} {:>5} {:>5}",
+        "ACCOUNT", "FUNCTION", "IDLE", "BUSY"
+    );
+    for f in status["Functions"].as_array().into_iter().flatten() {
+        println!(
+            "{:<14} {:<40} {:>5} {:>5}",
+            f["AccountId"].as_str().unwrap_or(""),
+            f["FunctionName"].as_str().unwrap_or(""),
+            f["Idle"],
+            f["Busy"]
+        );
+    }
+    let mib = status["MemoryBytes"].as_u64().unwrap_or(0) as f64 / (1 << 20) as f64;
+    println!("\nmemory held by idle and pooled sandboxes: {mib:.1} MiB");
+    Ok(())
 }
 
 fn accounts(client: &Client, command: AccountsCommand) -> Result<()> {

@@ -1,6 +1,7 @@
 //! `ember serve`: open the data directory, make sure a root account exists, and run the
 //! frontend until SIGTERM or SIGINT.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,24 @@ use crate::credentials::{self, KeyPair};
 /// Idle sandboxes are torn down after this long (Lambda keeps them for minutes too).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 const REAP_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Default warming pool: two booted Python runtimes and one Node.js runtime (Node costs
+/// ~40 MiB idle) for each version this host has.
+fn default_pool() -> BTreeMap<String, usize> {
+    ember_worker::runtimes::HostRuntimes::detect()
+        .names()
+        .filter_map(|name| {
+            let size = if name.starts_with("python") {
+                2
+            } else if name.starts_with("nodejs") {
+                1
+            } else {
+                return None;
+            };
+            Some((name.to_owned(), size))
+        })
+        .collect()
+}
 
 /// What this host can enforce for sandboxes kept under `<data-dir>/sandboxes`.
 pub fn sandbox_environment(data_dir: &Path) -> Environment {
@@ -54,11 +73,13 @@ pub async fn run(config: ServeConfig) -> Result<()> {
             region: config.frontend.region.clone(),
             code_limits: config.frontend.code_limits,
             idle_timeout: IDLE_TIMEOUT,
+            pool_targets: config.pool.clone().unwrap_or_else(default_pool),
         },
         env,
         code.clone(),
     )
     .context("setting up the worker manager")?;
+    worker.start_pool();
     let reaper = tokio::spawn({
         let worker = worker.clone();
         async move {

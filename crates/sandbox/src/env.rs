@@ -570,6 +570,22 @@ impl Environment {
         Ok(dir)
     }
 
+    /// Undo [`Environment::ensure_slots`] once no sandbox uses a slot any more (at
+    /// shutdown), so that no mount outlives the server.
+    pub fn release_slots(&self) -> Result<(), SandboxError> {
+        let dir = self.config.sandboxes_dir.join(crate::spec::SLOTS_DIR);
+        let _guard = SLOTS_SETUP.lock().unwrap_or_else(|e| e.into_inner());
+        match nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(SandboxError::io("unmount the task slots", &dir, e.into())),
+        }
+        match fs::remove_dir(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(SandboxError::io("remove the task slots directory", &dir, e)),
+        }
+    }
+
     pub(crate) fn ensure_sandboxes_dir(&self) -> Result<(), SandboxError> {
         let dir = &self.config.sandboxes_dir;
         if !dir.is_dir() {

@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - [`model`]: the records the rest of Ember reads and writes (accounts, access keys,
-//!   functions). Plain data, no behaviour beyond formatting helpers.
+//!   functions, reserved concurrency). Plain data, no behaviour beyond formatting helpers.
 //! - [`Store`]: the one interface the frontend (and later the worker manager) uses for
 //!   those records. [`SqliteStore`] is the embedded implementation; a PostgreSQL one can
 //!   implement the same trait for multi-node deployments.
@@ -18,7 +18,7 @@ mod sqlite;
 
 use async_trait::async_trait;
 
-pub use model::{AccessKey, Account, Function};
+pub use model::{AccessKey, Account, AccountUsage, Function, ReserveOutcome, ReservedConcurrency};
 pub use sqlite::SqliteStore;
 
 /// Errors from the store. Each says what the caller did wrong or what failed underneath.
@@ -46,7 +46,7 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Accounts, access keys and functions. Every method is one atomic, durable step.
+/// Accounts, access keys, functions and their reserved concurrency. Every method is one atomic, durable step.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Create an account named `name` with one fresh access key.
@@ -76,4 +76,24 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_function(&self, account_id: &str, name: &str) -> Result<Option<Function>>;
     /// Whether any function still uses the code package with this hash.
     async fn code_in_use(&self, code_sha256_hex: &str) -> Result<bool>;
+
+    /// Set a function's reserved concurrency, unless that would take the account's total
+    /// of reservations over `max_account_total` (checked atomically with the write;
+    /// lowering a reservation is always allowed). [`StoreError::NotFound`] if the function
+    /// does not exist. A function's reservation is deleted with it.
+    async fn put_reserved_concurrency(
+        &self,
+        account_id: &str,
+        name: &str,
+        reserved: u32,
+        max_account_total: u64,
+    ) -> Result<ReserveOutcome>;
+    /// A function's reserved concurrency, if it has one.
+    async fn get_reserved_concurrency(&self, account_id: &str, name: &str) -> Result<Option<u32>>;
+    /// Remove a function's reservation; whether there was one.
+    async fn delete_reserved_concurrency(&self, account_id: &str, name: &str) -> Result<bool>;
+    /// Every reservation of every account (loaded into the in-memory limiter at start).
+    async fn list_reserved_concurrency(&self) -> Result<Vec<ReservedConcurrency>>;
+    /// An account's function count, code bytes and total reserved concurrency.
+    async fn account_usage(&self, account_id: &str) -> Result<AccountUsage>;
 }

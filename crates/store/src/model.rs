@@ -104,6 +104,35 @@ impl Function {
     }
 }
 
+/// A function's reserved concurrency (PutFunctionConcurrency).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservedConcurrency {
+    pub account_id: String,
+    pub function_name: String,
+    pub reserved: u32,
+}
+
+/// What became of a request to reserve concurrency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReserveOutcome {
+    Saved,
+    /// Refused: the account's reservations would exceed the allowed total. Nothing changed.
+    OverAccountLimit {
+        /// What the account's other functions already reserve.
+        reserved_elsewhere: u64,
+    },
+}
+
+/// What one account uses (GetAccountSettings' `AccountUsage`, plus its reservations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AccountUsage {
+    pub function_count: u64,
+    /// Bytes of the zips of its functions.
+    pub total_code_size: u64,
+    /// Sum of its functions' reserved concurrency.
+    pub reserved_concurrency: u64,
+}
+
 /// A fresh revision id (a UUID, as Lambda uses).
 pub fn new_revision_id() -> String {
     uuid::Uuid::new_v4().to_string()

@@ -11,12 +11,16 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
-use crate::model::{AccessKey, Account, Function, generate_account_id};
+use crate::model::{
+    AccessKey, Account, AccountUsage, Function, ReserveOutcome, ReservedConcurrency,
+    generate_account_id,
+};
 use crate::{Result, Store, StoreError};
 
 /// Each entry moves the schema from version `i` to `i + 1`. Never edit a released one;
 /// append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE accounts (
     id         TEXT PRIMARY KEY,
     name       TEXT NOT NULL UNIQUE,
@@ -49,7 +53,17 @@ CREATE TABLE functions (
     PRIMARY KEY (account_id, name)
 );
 CREATE INDEX functions_by_code ON functions(code_sha256);
-"#];
+"#,
+    r#"
+CREATE TABLE function_concurrency (
+    account_id TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    reserved   INTEGER NOT NULL CHECK (reserved >= 0),
+    PRIMARY KEY (account_id, name),
+    FOREIGN KEY (account_id, name) REFERENCES functions(account_id, name) ON DELETE CASCADE
+);
+"#,
+];
 
 /// SQLite-backed [`Store`]. Cheap to clone.
 #[derive(Clone)]
@@ -510,6 +524,128 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn put_reserved_concurrency(
+        &self,
+        account_id: &str,
+        name: &str,
+        reserved: u32,
+        max_account_total: u64,
+    ) -> Result<ReserveOutcome> {
+        let (account_id, name) = (account_id.to_owned(), name.to_owned());
+        self.with(move |conn| {
+            // The check and the write in one transaction, so two concurrent reservations
+            // cannot both pass it.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM functions WHERE account_id = ?1 AND name = ?2)",
+                params![account_id, name],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Err(StoreError::NotFound(format!("function {name}")));
+            }
+            let current: Option<i64> = tx
+                .query_row(
+                    "SELECT reserved FROM function_concurrency WHERE account_id = ?1 AND name = ?2",
+                    params![account_id, name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let elsewhere: i64 = tx.query_row(
+                "SELECT COALESCE(SUM(reserved), 0) FROM function_concurrency
+                 WHERE account_id = ?1 AND name <> ?2",
+                params![account_id, name],
+                |r| r.get(0),
+            )?;
+            let elsewhere = u64::try_from(elsewhere)
+                .map_err(|e| StoreError::Corrupt(format!("reserved concurrency sum: {e}")))?;
+            let current = current.map_or(0, |c| u64::try_from(c).unwrap_or(0));
+            // Lowering a reservation is always allowed, even when the account is over.
+            if elsewhere + u64::from(reserved) > max_account_total && u64::from(reserved) > current
+            {
+                return Ok(ReserveOutcome::OverAccountLimit {
+                    reserved_elsewhere: elsewhere,
+                });
+            }
+            tx.execute(
+                "INSERT INTO function_concurrency (account_id, name, reserved) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (account_id, name) DO UPDATE SET reserved = excluded.reserved",
+                params![account_id, name, reserved],
+            )?;
+            tx.commit()?;
+            Ok(ReserveOutcome::Saved)
+        })
+        .await
+    }
+
+    async fn get_reserved_concurrency(&self, account_id: &str, name: &str) -> Result<Option<u32>> {
+        let (account_id, name) = (account_id.to_owned(), name.to_owned());
+        self.with(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT reserved FROM function_concurrency WHERE account_id = ?1 AND name = ?2",
+                    params![account_id, name],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn delete_reserved_concurrency(&self, account_id: &str, name: &str) -> Result<bool> {
+        let (account_id, name) = (account_id.to_owned(), name.to_owned());
+        self.with(move |conn| {
+            Ok(conn.execute(
+                "DELETE FROM function_concurrency WHERE account_id = ?1 AND name = ?2",
+                params![account_id, name],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn list_reserved_concurrency(&self) -> Result<Vec<ReservedConcurrency>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT account_id, name, reserved FROM function_concurrency
+                 ORDER BY account_id, name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(ReservedConcurrency {
+                    account_id: r.get(0)?,
+                    function_name: r.get(1)?,
+                    reserved: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn account_usage(&self, account_id: &str) -> Result<AccountUsage> {
+        let account_id = account_id.to_owned();
+        self.with(move |conn| {
+            let (count, code): (i64, i64) = conn.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(code_size), 0) FROM functions WHERE account_id = ?1",
+                [&account_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let reserved: i64 = conn.query_row(
+                "SELECT COALESCE(SUM(reserved), 0) FROM function_concurrency WHERE account_id = ?1",
+                [&account_id],
+                |r| r.get(0),
+            )?;
+            let n = |v: i64| {
+                u64::try_from(v).map_err(|e| StoreError::Corrupt(format!("account usage: {e}")))
+            };
+            Ok(AccountUsage {
+                function_count: n(count)?,
+                total_code_size: n(code)?,
+                reserved_concurrency: n(reserved)?,
+            })
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -644,6 +780,137 @@ mod tests {
             Err(StoreError::AlreadyExists(_))
         ));
         assert_eq!(store.list_accounts().await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn reserved_concurrency_is_checked_durable_and_deleted_with_the_function() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ember.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let (a, _) = store.create_account("a", false).await.unwrap();
+        let (b, _) = store.create_account("b", false).await.unwrap();
+        for name in ["f", "g"] {
+            store.create_function(&function(&a.id, name)).await.unwrap();
+        }
+        store.create_function(&function(&b.id, "f")).await.unwrap();
+        assert!(matches!(
+            store.put_reserved_concurrency(&a.id, "nope", 1, 900).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert_eq!(
+            store
+                .put_reserved_concurrency(&a.id, "f", 600, 900)
+                .await
+                .unwrap(),
+            ReserveOutcome::Saved
+        );
+        assert_eq!(
+            store
+                .put_reserved_concurrency(&a.id, "g", 301, 900)
+                .await
+                .unwrap(),
+            ReserveOutcome::OverAccountLimit {
+                reserved_elsewhere: 600
+            }
+        );
+        assert_eq!(
+            store.get_reserved_concurrency(&a.id, "g").await.unwrap(),
+            None
+        );
+        // Another account's reservations do not count.
+        assert_eq!(
+            store
+                .put_reserved_concurrency(&b.id, "f", 900, 900)
+                .await
+                .unwrap(),
+            ReserveOutcome::Saved
+        );
+        // Replacing a function's own reservation does not count it twice.
+        assert_eq!(
+            store
+                .put_reserved_concurrency(&a.id, "f", 900, 900)
+                .await
+                .unwrap(),
+            ReserveOutcome::Saved
+        );
+        assert_eq!(
+            store
+                .put_reserved_concurrency(&a.id, "g", 0, 900)
+                .await
+                .unwrap(),
+            ReserveOutcome::Saved
+        );
+        // Lowering is allowed even when the total is already over (a smaller limit).
+        assert_eq!(
+            store
+                .put_reserved_concurrency(&a.id, "f", 850, 100)
+                .await
+                .unwrap(),
+            ReserveOutcome::Saved
+        );
+        let usage = store.account_usage(&a.id).await.unwrap();
+        assert_eq!(
+            usage,
+            AccountUsage {
+                function_count: 2,
+                total_code_size: 20,
+                reserved_concurrency: 850
+            }
+        );
+        drop(store);
+
+        let store = SqliteStore::open(&path).unwrap();
+        let all = store.list_reserved_concurrency().await.unwrap();
+        let mut got: Vec<_> = all
+            .iter()
+            .map(|r| (r.account_id.as_str(), r.function_name.as_str(), r.reserved))
+            .collect();
+        got.sort();
+        let mut want = vec![
+            (a.id.as_str(), "f", 850),
+            (a.id.as_str(), "g", 0),
+            (b.id.as_str(), "f", 900),
+        ];
+        want.sort();
+        assert_eq!(got, want);
+        assert_eq!(
+            store.get_reserved_concurrency(&a.id, "g").await.unwrap(),
+            Some(0)
+        );
+        assert!(store.delete_reserved_concurrency(&a.id, "g").await.unwrap());
+        assert!(!store.delete_reserved_concurrency(&a.id, "g").await.unwrap());
+        // Deleting (and recreating) a function drops its reservation.
+        store.delete_function(&a.id, "f").await.unwrap();
+        assert_eq!(
+            store.get_reserved_concurrency(&a.id, "f").await.unwrap(),
+            None
+        );
+        store.create_function(&function(&a.id, "f")).await.unwrap();
+        assert_eq!(
+            store.get_reserved_concurrency(&a.id, "f").await.unwrap(),
+            None
+        );
+        assert_eq!(store.list_reserved_concurrency().await.unwrap().len(), 1);
+        assert_eq!(
+            store.account_usage("000000000000").await.unwrap(),
+            AccountUsage::default()
+        );
+    }
+
+    #[test]
+    fn upgrades_a_version_1_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ember.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        drop(conn);
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let version: usize = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len());
     }
 
     #[test]

@@ -9,14 +9,14 @@
 //! The warming pool (pre-booted runtimes specialised on demand) slots in between "warm"
 //! and "cold" in [`WorkerManager::invoke`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use ember_runtime::{Invocation, Outcome, RuntimeApi};
+use ember_runtime::{Assignment, Invocation, Outcome, RuntimeApi};
 use ember_sandbox::{Environment, Sandbox, SandboxSpec};
 use ember_store::Function;
 use ember_store::package::{CodeStore, Limits};
@@ -38,7 +38,14 @@ pub struct WorkerConfig {
     pub code_limits: Limits,
     /// Idle sandboxes are destroyed after this long unused.
     pub idle_timeout: Duration,
+    /// Warming pool: how many booted, unassigned sandboxes to keep per runtime.
+    pub pool_targets: BTreeMap<String, usize>,
 }
+
+/// Memory limit of a pooled sandbox until it is assigned (then: the function's).
+const POOL_MEMORY_BYTES: u64 = 128 << 20;
+/// `/tmp` of pooled sandboxes: Lambda's default; functions asking for more start cold.
+const POOL_TMP_MB: u32 = 512;
 
 /// One invocation to place.
 #[derive(Debug, Clone)]
@@ -55,6 +62,8 @@ pub struct InvokeRequest {
 pub enum Placement {
     /// An idle sandbox already running this function revision.
     Warm,
+    /// A sandbox from the warming pool (runtime booted), specialised for this function.
+    Pooled,
     /// A sandbox created for this invocation.
     Cold,
 }
@@ -109,6 +118,15 @@ impl Key {
 
 struct Inner {
     config: WorkerConfig,
+    /// Booted, unassigned workers per runtime: they belong to no account yet.
+    pool: Mutex<HashMap<String, Vec<Worker>>>,
+    pool_targets: Mutex<BTreeMap<String, usize>>,
+    /// Wakes the refill task when the pool shrinks or a target changes.
+    refill: tokio::sync::Notify,
+    /// Invocations running now, per function (for `ember pool`).
+    busy: Mutex<HashMap<Key, usize>>,
+    /// Set at shutdown: the pool stops refilling.
+    closed: std::sync::atomic::AtomicBool,
     env: Environment,
     runtimes: HostRuntimes,
     cache: CodeCache,
@@ -125,7 +143,8 @@ pub struct WorkerManager {
 
 /// How a started runtime's init ended.
 enum Init {
-    Ready(Box<Worker>, Duration),
+    /// A worker ready for the invocation, and how long its init took (none if warm).
+    Ready(Box<Worker>, Option<Duration>),
     /// The function's init failed: the error payload, and the log so far.
     Failed(Bytes, Vec<u8>),
 }
@@ -148,6 +167,11 @@ impl WorkerManager {
         }
         Ok(WorkerManager {
             inner: Arc::new(Inner {
+                pool: Mutex::new(HashMap::new()),
+                pool_targets: Mutex::new(config.pool_targets.clone()),
+                refill: tokio::sync::Notify::new(),
+                busy: Mutex::new(HashMap::new()),
+                closed: std::sync::atomic::AtomicBool::new(false),
                 config,
                 env,
                 runtimes: HostRuntimes::detect(),
@@ -171,27 +195,33 @@ impl WorkerManager {
             return Err(InvokeError::RuntimeUnavailable(runtime));
         }
         let key = Key::of(f);
-        let warm = self.take_idle(&key);
-        let (mut worker, placement, init_duration) = match warm {
-            Some(worker) => (worker, Placement::Warm, None),
-            None => match self.start(f).await? {
-                Init::Ready(worker, took) => (*worker, Placement::Cold, Some(took)),
-                Init::Failed(payload, output) => {
-                    let report = Report {
-                        duration: Duration::ZERO,
-                        memory_size_mb: f.memory_size,
-                        max_memory_used_mb: 0,
-                        init_duration: None,
-                    };
-                    return Ok(InvokeResponse {
-                        payload,
-                        function_error: true,
-                        log: logs::invocation_log(&request.request_id, "$LATEST", &output, &report),
-                        placement: Placement::Cold,
-                    });
-                }
+        let _busy = BusyGuard::enter(&self.inner, &key);
+        // Placement: warm, else pooled, else cold.
+        let (init, placement) = match self.take_idle(&key) {
+            Some(worker) => (Init::Ready(Box::new(worker), None), Placement::Warm),
+            None => match self.take_pooled(f) {
+                Some(pooled) => (self.specialize(pooled, f).await?, Placement::Pooled),
+                None => (self.start(f).await?, Placement::Cold),
             },
         };
+        let (mut worker, init_duration) = match init {
+            Init::Ready(worker, took) => (*worker, took),
+            Init::Failed(payload, output) => {
+                let report = Report {
+                    duration: Duration::ZERO,
+                    memory_size_mb: f.memory_size,
+                    max_memory_used_mb: 0,
+                    init_duration: None,
+                };
+                return Ok(InvokeResponse {
+                    payload,
+                    function_error: true,
+                    log: logs::invocation_log(&request.request_id, "$LATEST", &output, &report),
+                    placement,
+                });
+            }
+        };
+        tracing::debug!(function = %f.name, ?placement, "placed");
 
         let timeout = Duration::from_secs(u64::from(f.timeout));
         let invocation = Invocation {
@@ -314,65 +344,349 @@ impl WorkerManager {
 
     /// Destroy every idle sandbox (at shutdown).
     pub fn shutdown(&self) {
-        let all: Vec<Worker> = {
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.refill.notify_one();
+        let mut all: Vec<Worker> = {
             let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
             idle.drain().flat_map(|(_, w)| w).collect()
         };
+        {
+            let mut targets = self
+                .inner
+                .pool_targets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            targets.clear();
+            let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+            all.extend(pool.drain().flat_map(|(_, w)| w));
+        }
         for worker in all {
             if let Err(e) = worker.sandbox.destroy() {
                 tracing::warn!(error = %e, "could not destroy a sandbox at shutdown");
             }
         }
+        if let Err(e) = self.inner.env.release_slots() {
+            tracing::warn!(error = %e, "could not release the task slots mount");
+        }
     }
 
-    /// Start a sandbox for `f` and wait for its runtime to finish init.
+    /// Start a sandbox for `f` and wait for its runtime to finish init (cold start).
     async fn start(&self, f: &Function) -> Result<Init, InvokeError> {
         let started = Instant::now();
         let inner = self.inner.clone();
         let function = f.clone();
-        let mut sandbox = tokio::task::spawn_blocking(move || inner.spawn(&function))
+        let sandbox = tokio::task::spawn_blocking(move || inner.spawn(&function))
             .await
             .map_err(|e| InvokeError::Sandbox(e.to_string()))??;
-        let sandbox_error = |what: &str| InvokeError::Sandbox(what.to_owned());
-        let listener = sandbox
-            .runtime_api_listener()
-            .ok_or_else(|| sandbox_error("the sandbox has no Runtime API listener"))?;
-        let api = RuntimeApi::serve(listener).map_err(|e| InvokeError::Sandbox(e.to_string()))?;
-        let output = sandbox
-            .take_output()
-            .ok_or_else(|| sandbox_error("the sandbox has no output pipe"))?;
-        let log = LogTap::start(output).map_err(|e| InvokeError::Sandbox(e.to_string()))?;
-        let ended = tokio::select! {
-            ready = api.ready() => ready.map_err(|failure| failure.payload),
-            _ = tokio::time::sleep(INIT_TIMEOUT) => Err(error_payload(
-                "Runtime.InitTimeout",
-                &format!("Init did not complete within {} seconds", INIT_TIMEOUT.as_secs()),
-            )),
-            _ = died(&sandbox) => Err(Bytes::new()),
-        };
-        let worker = Worker {
-            sandbox,
-            api,
-            log,
-            last_used: Instant::now(),
-        };
-        match ended {
-            Ok(()) => Ok(Init::Ready(Box::new(worker), started.elapsed())),
-            Err(payload) => {
-                let mut worker = worker;
-                let output = worker.log.take().await;
-                let payload = if payload.is_empty() {
-                    let why = exit_description(&mut worker.sandbox);
-                    error_payload(
-                        "Runtime.ExitError",
-                        &format!("Runtime exited during init: {why}"),
-                    )
-                } else {
-                    payload
-                };
+        let worker = attach(sandbox)?;
+        Ok(await_init(worker, started).await)
+    }
+
+    /// Give a pooled worker its function: code at `/var/task`, the function's memory
+    /// limit, then the handler and environment; wait for its init.
+    async fn specialize(&self, worker: Worker, f: &Function) -> Result<Init, InvokeError> {
+        let started = Instant::now();
+        let inner = self.inner.clone();
+        let (sha, memory) = (f.code_sha256.clone(), u64::from(f.memory_size) << 20);
+        let worker = tokio::task::spawn_blocking(move || -> Result<Worker, InvokeError> {
+            let code_dir = inner
+                .cache
+                .unpacked(&sha)
+                .map_err(|e| InvokeError::Sandbox(e.to_string()))?;
+            worker
+                .sandbox
+                .load_code(&code_dir)
+                .and_then(|()| worker.sandbox.set_memory_limit(memory))
+                .map_err(|e| InvokeError::Sandbox(e.to_string()))?;
+            Ok(worker)
+        })
+        .await
+        .map_err(|e| InvokeError::Sandbox(e.to_string()))??;
+        let runtime = f.runtime.clone().unwrap_or_default();
+        let id = worker.sandbox.id().to_owned();
+        let assigned = worker.api.assign(Assignment {
+            handler: f.handler.clone().unwrap_or_default(),
+            env: lambda_environment(f, &runtime, &self.inner.config.region, &id),
+        });
+        if !assigned {
+            destroy(worker);
+            return Err(InvokeError::Sandbox(
+                "a pooled runtime was already assigned".into(),
+            ));
+        }
+        Ok(await_init(worker, started).await)
+    }
+
+    /// A booted pooled worker for `f`'s runtime, if `f` can use one.
+    fn take_pooled(&self, f: &Function) -> Option<Worker> {
+        let runtime = f.runtime.as_deref()?;
+        if f.ephemeral_storage != POOL_TMP_MB {
+            return None;
+        }
+        let taken = {
+            let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+            let workers = pool.get_mut(runtime)?;
+            let mut found = None;
+            while let Some(worker) = workers.pop() {
+                if worker.sandbox.is_alive() {
+                    found = Some(worker);
+                    break;
+                }
                 destroy(worker);
-                Ok(Init::Failed(payload, output))
             }
+            found
+        };
+        self.inner.refill.notify_one();
+        taken
+    }
+
+    /// Keep the warming pool at its targets, one sandbox at a time (so refilling never
+    /// takes more than one core from invocations). Runs until [`WorkerManager::shutdown`].
+    pub fn start_pool(&self) {
+        let manager = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if manager.inner.closed.load(Ordering::Acquire) {
+                    return;
+                }
+                let Some(runtime) = manager.inner.pool_deficit() else {
+                    // A notification sent meanwhile is kept as a permit: none is lost.
+                    manager.inner.refill.notified().await;
+                    continue;
+                };
+                match manager.boot_pooled(&runtime).await {
+                    Ok(worker) if manager.inner.closed.load(Ordering::Acquire) => destroy(worker),
+                    Ok(worker) => {
+                        let mut pool = manager.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+                        pool.entry(runtime).or_default().push(worker);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%runtime, error = %e, "could not add a sandbox to the warming pool");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Boot one unassigned sandbox of `runtime` for the pool.
+    async fn boot_pooled(&self, runtime: &str) -> Result<Worker, InvokeError> {
+        let inner = self.inner.clone();
+        let name = runtime.to_owned();
+        let sandbox = tokio::task::spawn_blocking(move || inner.spawn_pooled(&name))
+            .await
+            .map_err(|e| InvokeError::Sandbox(e.to_string()))??;
+        let worker = attach(sandbox)?;
+        let booted = tokio::select! {
+            booted = worker.api.booted() => booted.map_err(|f| f.error_type),
+            _ = tokio::time::sleep(INIT_TIMEOUT) => Err("boot timed out".to_owned()),
+            _ = died(&worker.sandbox) => Err("the runtime exited while booting".to_owned()),
+        };
+        match booted {
+            Ok(()) => Ok(worker),
+            Err(why) => {
+                let output = worker.log.take().await;
+                destroy(worker);
+                Err(InvokeError::Sandbox(format!(
+                    "pooled {runtime} runtime failed to boot: {why}: {}",
+                    String::from_utf8_lossy(&output)
+                )))
+            }
+        }
+    }
+
+    /// Change the warming pool's target for `runtime`. Extra pooled sandboxes are
+    /// destroyed; missing ones are booted in the background.
+    pub fn set_pool_target(&self, runtime: &str, size: usize) -> Result<(), InvokeError> {
+        if !self.inner.poolable(runtime) {
+            return Err(InvokeError::RuntimeUnavailable(runtime.to_owned()));
+        }
+        self.inner
+            .pool_targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(runtime.to_owned(), size);
+        let extra: Vec<Worker> = {
+            let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+            let workers = pool.entry(runtime.to_owned()).or_default();
+            let keep = workers.len().min(size);
+            workers.drain(keep..).collect()
+        };
+        extra.into_iter().for_each(destroy);
+        self.inner.refill.notify_one();
+        Ok(())
+    }
+
+    /// What the pool and the functions' sandboxes look like now.
+    pub fn status(&self) -> Status {
+        let targets = self
+            .inner
+            .pool_targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let runtimes = self
+            .inner
+            .runtimes
+            .names()
+            .filter(|r| self.inner.poolable(r))
+            .map(|r| RuntimeStatus {
+                runtime: r.to_owned(),
+                pooled: pool.get(r).map_or(0, Vec::len),
+                target: targets.get(r).copied().unwrap_or(0),
+            })
+            .collect();
+        drop(pool);
+        let mut functions: BTreeMap<(String, String), FunctionStatus> = BTreeMap::new();
+        let idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut memory_bytes = 0;
+        for (key, workers) in idle.iter() {
+            let entry = functions
+                .entry((key.account_id.clone(), key.name.clone()))
+                .or_insert_with(|| FunctionStatus::new(key));
+            entry.idle += workers.len();
+            memory_bytes += workers
+                .iter()
+                .filter_map(|w| w.sandbox.memory_current_bytes())
+                .sum::<u64>();
+        }
+        drop(idle);
+        let busy = self.inner.busy.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, n) in busy.iter() {
+            functions
+                .entry((key.account_id.clone(), key.name.clone()))
+                .or_insert_with(|| FunctionStatus::new(key))
+                .busy += n;
+        }
+        drop(busy);
+        let pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+        memory_bytes += pool
+            .values()
+            .flatten()
+            .filter_map(|w| w.sandbox.memory_current_bytes())
+            .sum::<u64>();
+        Status {
+            runtimes,
+            functions: functions.into_values().collect(),
+            memory_bytes,
+        }
+    }
+}
+
+/// The warming pool and sandboxes, for `ember pool`.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub runtimes: Vec<RuntimeStatus>,
+    pub functions: Vec<FunctionStatus>,
+    /// Memory charged to all idle and pooled sandboxes.
+    pub memory_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RuntimeStatus {
+    pub runtime: String,
+    pub pooled: usize,
+    pub target: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct FunctionStatus {
+    pub account_id: String,
+    pub name: String,
+    pub idle: usize,
+    pub busy: usize,
+}
+
+impl FunctionStatus {
+    fn new(key: &Key) -> FunctionStatus {
+        FunctionStatus {
+            account_id: key.account_id.clone(),
+            name: key.name.clone(),
+            idle: 0,
+            busy: 0,
+        }
+    }
+}
+
+/// Counts a running invocation for [`WorkerManager::status`] while it lives.
+struct BusyGuard<'a> {
+    inner: &'a Inner,
+    key: Key,
+}
+
+impl<'a> BusyGuard<'a> {
+    fn enter(inner: &'a Inner, key: &Key) -> BusyGuard<'a> {
+        *inner
+            .busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.clone())
+            .or_default() += 1;
+        BusyGuard {
+            inner,
+            key: key.clone(),
+        }
+    }
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        let mut busy = self.inner.busy.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = busy.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                busy.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Serve the Runtime API and collect the log of a freshly spawned sandbox.
+fn attach(mut sandbox: Sandbox) -> Result<Worker, InvokeError> {
+    let sandbox_error = |what: &str| InvokeError::Sandbox(what.to_owned());
+    let listener = sandbox
+        .runtime_api_listener()
+        .ok_or_else(|| sandbox_error("the sandbox has no Runtime API listener"))?;
+    let api = RuntimeApi::serve(listener).map_err(|e| InvokeError::Sandbox(e.to_string()))?;
+    let output = sandbox
+        .take_output()
+        .ok_or_else(|| sandbox_error("the sandbox has no output pipe"))?;
+    let log = LogTap::start(output).map_err(|e| InvokeError::Sandbox(e.to_string()))?;
+    Ok(Worker {
+        sandbox,
+        api,
+        log,
+        last_used: Instant::now(),
+    })
+}
+
+/// Wait for a worker's runtime to finish its init (first `GET /next`), fail it, time out
+/// or die. A failed worker is destroyed.
+async fn await_init(mut worker: Worker, started: Instant) -> Init {
+    let ended = tokio::select! {
+        ready = worker.api.ready() => ready.map_err(|failure| failure.payload),
+        _ = tokio::time::sleep(INIT_TIMEOUT) => Err(error_payload(
+            "Runtime.InitTimeout",
+            &format!("Init did not complete within {} seconds", INIT_TIMEOUT.as_secs()),
+        )),
+        _ = died(&worker.sandbox) => Err(Bytes::new()),
+    };
+    match ended {
+        Ok(()) => Init::Ready(Box::new(worker), Some(started.elapsed())),
+        Err(payload) => {
+            let output = worker.log.take().await;
+            let payload = if payload.is_empty() {
+                let why = exit_description(&mut worker.sandbox);
+                error_payload(
+                    "Runtime.ExitError",
+                    &format!("Runtime exited during init: {why}"),
+                )
+            } else {
+                payload
+            };
+            destroy(worker);
+            Init::Failed(payload, output)
         }
     }
 }
@@ -384,6 +698,51 @@ enum Ended {
 }
 
 impl Inner {
+    /// Runtimes whose interpreter can boot before the code is known (not `provided*`,
+    /// whose runtime *is* the code).
+    fn poolable(&self, runtime: &str) -> bool {
+        !runtime.starts_with("provided") && self.runtimes.get(runtime).is_some()
+    }
+
+    /// The first runtime whose pool is below its target.
+    fn pool_deficit(&self) -> Option<String> {
+        let targets = self
+            .pool_targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        targets
+            .into_iter()
+            .find(|(runtime, target)| {
+                self.poolable(runtime) && pool.get(runtime).map_or(0, Vec::len) < *target
+            })
+            .map(|(runtime, _)| runtime)
+    }
+
+    /// Create a pooled sandbox: the runtime boots with an empty `/var/task` and waits for
+    /// its function. Blocking.
+    fn spawn_pooled(&self, runtime_name: &str) -> Result<Sandbox, InvokeError> {
+        let runtime = self
+            .runtimes
+            .get(runtime_name)
+            .ok_or_else(|| InvokeError::RuntimeUnavailable(runtime_name.to_owned()))?;
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = format!("pool-{}-{n}", std::process::id());
+        let mut spec =
+            SandboxSpec::new(id.clone(), self.env.root_dir_for(&id), runtime.argv.clone());
+        spec.ro_binds = ember_sandbox::system_ro_binds();
+        spec.ro_binds
+            .extend(runtime.extra_binds.iter().map(|p| (p.clone(), p.clone())));
+        spec.task_slot = true;
+        spec.runtime_dir = Some(self.runtime_dir.clone());
+        spec.tmp_bytes = u64::from(POOL_TMP_MB) << 20;
+        spec.memory_bytes = POOL_MEMORY_BYTES;
+        spec.env = base_environment();
+        spec.env.push(("EMBER_POOLED".into(), "1".into()));
+        Sandbox::spawn(spec, &self.env).map_err(|e| InvokeError::Sandbox(e.to_string()))
+    }
+
     /// Unpack the code and create the sandbox. Blocking.
     fn spawn(&self, f: &Function) -> Result<Sandbox, InvokeError> {
         let runtime_name = f.runtime.clone().unwrap_or_default();
@@ -452,14 +811,31 @@ fn lambda_environment(
         ("AWS_REGION", region.to_owned()),
         ("AWS_DEFAULT_REGION", region.to_owned()),
         ("AWS_EXECUTION_ENV", format!("AWS_Lambda_{runtime}")),
-        ("TZ", ":UTC".to_owned()),
-        ("LANG", "C.UTF-8".to_owned()),
-        ("PATH", "/usr/local/bin:/usr/bin:/bin:/opt/bin".to_owned()),
-        ("HOME", "/tmp".to_owned()),
     ];
+    let platform = platform
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .chain(base_environment());
+    let platform: Vec<(String, String)> = platform.collect();
     env.retain(|(k, _)| !platform.iter().any(|(p, _)| p == k));
-    env.extend(platform.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    env.extend(platform);
     env
+}
+
+/// What every runtime process starts with, before it knows its function.
+fn base_environment() -> Vec<(String, String)> {
+    [
+        ("AWS_LAMBDA_RUNTIME_API", ember_sandbox::RUNTIME_API_ADDR),
+        ("LAMBDA_TASK_ROOT", ember_sandbox::TASK_DIR),
+        ("LAMBDA_RUNTIME_DIR", RUNTIME_DIR),
+        ("TZ", ":UTC"),
+        ("LANG", "C.UTF-8"),
+        ("PATH", "/usr/local/bin:/usr/bin:/bin:/opt/bin"),
+        ("HOME", "/tmp"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
 }
 
 /// Resolves when the sandbox's processes are gone.

@@ -6,6 +6,8 @@
 //! - `X-Amz-Log-Type: Tail` adds `X-Amz-Log-Result`: base64 of the log's last 4 KB.
 //! - A function error (an exception, a timeout, a crash, out of memory) is still 200, with
 //!   `X-Amz-Function-Error: Unhandled` and Lambda's error payload.
+//! - Over the function's reserved concurrency (or the account's unreserved pool): 429
+//!   `TooManyRequestsException` with its `Reason` (see [`super::concurrency`]).
 
 use axum::body::Body;
 use axum::response::Response;
@@ -78,6 +80,12 @@ pub async fn invoke(frontend: &Frontend, call: &Call, raw: &str) -> Result<Respo
         }
     }
 
+    // One execution slot (reserved concurrency, else the account's unreserved pool), held
+    // until the worker returns; dropped with this future if the client goes away.
+    let _permit = frontend
+        .concurrency
+        .acquire(frontend.store.as_ref(), &function)
+        .await?;
     let outcome = frontend
         .worker
         .invoke(InvokeRequest {

@@ -7,6 +7,7 @@
 //! another account is `AccessDeniedException`, a name the caller's account does not have
 //! is `ResourceNotFoundException`.
 
+pub mod concurrency;
 pub mod config;
 mod invoke;
 pub mod names;
@@ -51,6 +52,10 @@ pub enum Op {
     /// `GET .../code`: the download behind GetFunction's presigned `Code.Location`.
     DownloadCode(String),
     Invoke(String),
+    PutFunctionConcurrency(String),
+    GetFunctionConcurrency(String),
+    DeleteFunctionConcurrency(String),
+    GetAccountSettings,
 }
 
 /// Whether a path belongs to the Lambda API: its first segment is an API date.
@@ -80,6 +85,16 @@ pub fn route(method: &Method, segments: &[String]) -> Result<Route, ApiError> {
         (&Method::PUT, [API_VERSION, "functions", n, "code"]) => Op::UpdateFunctionCode(name(n)),
         (&Method::GET, [API_VERSION, "functions", n, "code"]) => Op::DownloadCode(name(n)),
         (&Method::POST, [API_VERSION, "functions", n, "invocations"]) => Op::Invoke(name(n)),
+        (&Method::PUT, ["2017-10-31", "functions", n, "concurrency"]) => {
+            Op::PutFunctionConcurrency(name(n))
+        }
+        (&Method::GET, ["2019-09-30", "functions", n, "concurrency"]) => {
+            Op::GetFunctionConcurrency(name(n))
+        }
+        (&Method::DELETE, ["2017-10-31", "functions", n, "concurrency"]) => {
+            Op::DeleteFunctionConcurrency(name(n))
+        }
+        (&Method::GET, ["2016-08-19", "account-settings"]) => Op::GetAccountSettings,
         _ => return Err(ApiError::unknown_operation()),
     };
     let body_limit = match op {
@@ -109,6 +124,10 @@ pub async fn execute(frontend: &Frontend, op: Op, call: Call) -> Result<Response
         Op::DeleteFunction(n) => delete_function(frontend, &call, &n).await,
         Op::DownloadCode(n) => download_code(frontend, &call, &n).await,
         Op::Invoke(n) => invoke::invoke(frontend, &call, &n).await,
+        Op::PutFunctionConcurrency(n) => concurrency::put(frontend, &call, &n).await,
+        Op::GetFunctionConcurrency(n) => concurrency::get(frontend, &call, &n).await,
+        Op::DeleteFunctionConcurrency(n) => concurrency::delete(frontend, &call, &n).await,
+        Op::GetAccountSettings => concurrency::account_settings(frontend, &call).await,
     }
 }
 
@@ -455,6 +474,9 @@ async fn get_function(frontend: &Frontend, call: &Call, raw: &str) -> Result<Res
     if !f.tags.is_empty() {
         body["Tags"] = json!(f.tags);
     }
+    if let Some(c) = concurrency::of_function(frontend, &f).await? {
+        body["Concurrency"] = c;
+    }
     Ok(json_response(StatusCode::OK, &body))
 }
 
@@ -646,11 +668,17 @@ async fn delete_function(
     let name = resolve(frontend, call, raw, "DeleteFunction")?;
     let own = &call.caller.account.id;
     let _gc = frontend.code_gc.lock().await;
+    // Its reserved concurrency goes with it (the store cascades; the limiter forgets it).
     let deleted = frontend
-        .store
-        .delete_function(own, &name)
-        .await?
-        .ok_or_else(|| not_found(&function_arn(frontend, own, &name)))?;
+        .concurrency
+        .deleting_function(frontend.store.as_ref(), own, &name, async {
+            frontend
+                .store
+                .delete_function(own, &name)
+                .await?
+                .ok_or_else(|| not_found(&function_arn(frontend, own, &name)))
+        })
+        .await?;
     collect_code(frontend, &deleted.code_sha256).await;
     tracing::info!(account = %own, function = %name, "deleted function");
     Ok(empty_response(StatusCode::NO_CONTENT))
@@ -779,6 +807,23 @@ pub(crate) mod tests {
                 "arn:aws:lambda:us-east-1:123456789012:function:f".into()
             ))
         );
+        assert_eq!(
+            op(Method::PUT, "/2017-10-31/functions/f/concurrency"),
+            Some(Op::PutFunctionConcurrency("f".into()))
+        );
+        assert_eq!(
+            op(Method::GET, "/2019-09-30/functions/f/concurrency"),
+            Some(Op::GetFunctionConcurrency("f".into()))
+        );
+        assert_eq!(
+            op(Method::DELETE, "/2017-10-31/functions/f/concurrency"),
+            Some(Op::DeleteFunctionConcurrency("f".into()))
+        );
+        assert_eq!(
+            op(Method::GET, "/2016-08-19/account-settings"),
+            Some(Op::GetAccountSettings)
+        );
+        assert_eq!(op(Method::GET, "/2017-10-31/functions/f/concurrency"), None);
         assert_eq!(op(Method::PATCH, "/2015-03-31/functions/f"), None);
         assert_eq!(op(Method::GET, "/2015-03-31/functions/f/bogus"), None);
     }
