@@ -107,6 +107,17 @@ impl Conn {
 
 /// A signed request, serialised once.
 fn signed(addr: &str, method: &str, path: &str, body: &[u8], extra: &[(&str, &str)]) -> Vec<u8> {
+    signed_for("lambda", addr, method, path, body, extra)
+}
+
+fn signed_for(
+    service: &str,
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    extra: &[(&str, &str)],
+) -> Vec<u8> {
     let method: http::Method = method.parse().unwrap();
     let uri: http::Uri = path.parse().unwrap();
     let mut headers = http::HeaderMap::new();
@@ -129,7 +140,7 @@ fn signed(addr: &str, method: &str, path: &str, body: &[u8], extra: &[(&str, &st
             secret_access_key: SECRET,
         },
         "us-east-1",
-        "lambda",
+        service,
         time::OffsetDateTime::now_utc(),
     );
     headers.extend(added);
@@ -242,6 +253,28 @@ fn main() {
     let mut conn = Conn::open(&addr);
     let health = format!("GET /ember/health HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes();
 
+    // Refill: from empty to 40 booted Python sandboxes.
+    let refill_n = 40;
+    set_pool(&mut conn, &addr, "python3.11", 0);
+    let t = Instant::now();
+    set_pool(&mut conn, &addr, "python3.11", refill_n);
+    wait_pool_full(&mut conn, &addr, "python3.11");
+    let took = t.elapsed();
+    println!(
+        "\npool refill, Python: {refill_n} sandboxes in {}  = {:.0} sandboxes/s (booting two per core)",
+        ms(took),
+        refill_n as f64 / took.as_secs_f64()
+    );
+    let (payload_pss, total_pss, count) = pooled_pss();
+    println!(
+        "memory per idle pooled Python sandbox (PSS, n={count}): runtime process {:.2} MiB, \
+         with the sandbox's two helper processes {:.2} MiB -> {:.0} idle sandboxes fit in 8 GiB",
+        payload_pss,
+        total_pss,
+        8192.0 / total_pss
+    );
+    set_pool(&mut conn, &addr, "python3.11", 2);
+
     create(
         &mut conn,
         &addr,
@@ -283,36 +316,6 @@ fn main() {
                 .success()
         )
     });
-    // Only the first Invoke is timed, not the CreateFunction before it.
-    let mut cold_py = Vec::new();
-    for j in 0..20 {
-        let name = format!("cold-py-b{j}");
-        create(
-            &mut conn,
-            &addr,
-            &name,
-            "python3.11",
-            "app.handler",
-            &[("app.py", "def handler(event, context):\n    return None\n")],
-        );
-        let request = invoke_request(&addr, &name);
-        let t = Instant::now();
-        assert_eq!(conn.round_trip(&request).0, 200);
-        cold_py.push(t.elapsed());
-    }
-    row(
-        "cold first Invoke, Python (pool empty)",
-        &stats(cold_py),
-        &python_floor,
-        ms,
-    );
-    println!(
-        "{:<44} p50 {:>9}  p99 {:>9}",
-        "  floor: python3.11 -I -S -c pass",
-        ms(python_floor.p50),
-        ms(python_floor.p99)
-    );
-
     let node = which_node();
     let node_floor = time_n(10, || {
         assert!(
@@ -323,25 +326,67 @@ fn main() {
                 .success()
         )
     });
-    let mut cold_node = Vec::new();
-    for j in 0..10 {
-        let name = format!("cold-node-{j}");
-        create(
-            &mut conn,
-            &addr,
-            &name,
-            "nodejs20.x",
-            "index.handler",
-            &[("index.js", "exports.handler = async () => null;\n")],
-        );
-        let request = invoke_request(&addr, &name);
-        let t = Instant::now();
-        assert_eq!(conn.round_trip(&request).0, 200);
-        cold_node.push(t.elapsed());
-    }
+    let python_fn: &[(&str, &str)] =
+        &[("app.py", "def handler(event, context):\n    return None\n")];
+    let node_fn: &[(&str, &str)] = &[("index.js", "exports.handler = async () => null;\n")];
+
+    // First invokes with a pooled sandbox ready: wait for the pool to be full each time.
+    let mut n = 0;
+    let mut first_invokes = |conn: &mut Conn,
+                             runtime: &str,
+                             handler: &str,
+                             files: &[(&str, &str)],
+                             pooled: bool,
+                             count: usize| {
+        let mut samples = Vec::new();
+        for _ in 0..count {
+            if pooled {
+                wait_pool_full(conn, &addr, runtime);
+            }
+            n += 1;
+            let name = format!("first-{n}");
+            create(conn, &addr, &name, runtime, handler, files);
+            let request = invoke_request(&addr, &name);
+            let t = Instant::now();
+            let (status, body) = conn.round_trip(&request);
+            samples.push(t.elapsed());
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        }
+        stats(samples)
+    };
+    let py_pooled = first_invokes(&mut conn, "python3.11", "app.handler", python_fn, true, 20);
+    let node_pooled = first_invokes(&mut conn, "nodejs20.x", "index.handler", node_fn, true, 10);
+    set_pool(&mut conn, &addr, "python3.11", 0);
+    set_pool(&mut conn, &addr, "nodejs20.x", 0);
+    let py_cold = first_invokes(&mut conn, "python3.11", "app.handler", python_fn, false, 20);
+    let node_cold = first_invokes(&mut conn, "nodejs20.x", "index.handler", node_fn, false, 10);
     row(
-        "cold first Invoke, Node (pool empty)",
-        &stats(cold_node),
+        "first Invoke, Python, pooled sandbox ready",
+        &py_pooled,
+        &python_floor,
+        ms,
+    );
+    row(
+        "first Invoke, Python, pool empty (cold)",
+        &py_cold,
+        &python_floor,
+        ms,
+    );
+    println!(
+        "{:<44} p50 {:>9}  p99 {:>9}",
+        "  floor: python3.11 -I -S -c pass",
+        ms(python_floor.p50),
+        ms(python_floor.p99)
+    );
+    row(
+        "first Invoke, Node, pooled sandbox ready",
+        &node_pooled,
+        &node_floor,
+        ms,
+    );
+    row(
+        "first Invoke, Node, pool empty (cold)",
+        &node_cold,
         &node_floor,
         ms,
     );
@@ -351,6 +396,136 @@ fn main() {
         ms(node_floor.p50),
         ms(node_floor.p99)
     );
+
+    // Warm latency does not depend on how many functions exist.
+    let many = 5000;
+    for i in 0..many {
+        create(
+            &mut conn,
+            &addr,
+            &format!("many-{i}"),
+            "python3.11",
+            "app.handler",
+            python_fn,
+        );
+    }
+    for _ in 0..300 {
+        conn.round_trip(&warm);
+    }
+    let floor_many = time_n(3000, || assert_eq!(conn.round_trip(&health).0, 200));
+    let warm_many = time_n(3000, || assert_eq!(conn.round_trip(&warm).0, 200));
+    println!();
+    row(
+        "warm Invoke, 10 functions deployed",
+        &warm_stats,
+        &floor,
+        us,
+    );
+    row(
+        &format!("warm Invoke, {} functions deployed", many + 81),
+        &warm_many,
+        &floor_many,
+        us,
+    );
+}
+
+/// Set the warming pool target of `runtime` (root's admin API).
+fn set_pool(conn: &mut Conn, addr: &str, runtime: &str, size: usize) {
+    let body = format!("{{\"Size\": {size}}}");
+    let request = signed_for(
+        "ember",
+        addr,
+        "PUT",
+        &format!("/ember/v1/pool/{runtime}"),
+        body.as_bytes(),
+        &[],
+    );
+    let (status, answer) = conn.round_trip(&request);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+}
+
+/// Wait until the pool of `runtime` holds its target.
+fn wait_pool_full(conn: &mut Conn, addr: &str, runtime: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let request = signed_for("ember", addr, "GET", "/ember/v1/pool", b"", &[]);
+        let (_, body) = conn.round_trip(&request);
+        let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let full = status["Runtimes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["Runtime"] == runtime && r["Pooled"].as_u64() >= r["Target"].as_u64());
+        if full {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the pool did not fill: {status}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Mean PSS (MiB) of the runtime process, and of all processes, of each pooled sandbox,
+/// read from the sandboxes' cgroups.
+fn pooled_pss() -> (f64, f64, usize) {
+    let pss = |pid: &str| -> f64 {
+        std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+            .ok()
+            .and_then(|t| {
+                t.lines().find(|l| l.starts_with("Pss:")).and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .map(|k| k.parse::<f64>().unwrap_or(0.0))
+                })
+            })
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    let mut payload = Vec::new();
+    let mut total = Vec::new();
+    for base in [
+        "/sys/fs/cgroup/memory/ember",
+        "/sys/fs/cgroup/pids/ember",
+        "/sys/fs/cgroup/ember",
+    ] {
+        let Ok(dirs) = std::fs::read_dir(base) else {
+            continue;
+        };
+        for dir in dirs.flatten() {
+            if !dir.file_name().to_string_lossy().starts_with("pool-") {
+                continue;
+            }
+            // Unassigned Python sandboxes only: the bench assigns none before measuring,
+            // and the Node pool is skipped.
+            let Ok(procs) = std::fs::read_to_string(dir.path().join("cgroup.procs")) else {
+                continue;
+            };
+            let pids: Vec<&str> = procs.split_whitespace().collect();
+            let values: Vec<(String, f64)> = pids
+                .iter()
+                .map(|p| {
+                    let comm =
+                        std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+                    (comm.trim().to_owned(), pss(p))
+                })
+                .collect();
+            if !values.iter().any(|(c, _)| c.starts_with("python")) {
+                continue;
+            }
+            total.push(values.iter().map(|(_, v)| v).sum::<f64>());
+            payload.push(
+                values
+                    .iter()
+                    .filter(|(c, _)| c.starts_with("python"))
+                    .map(|(_, v)| v)
+                    .sum::<f64>(),
+            );
+        }
+        if !total.is_empty() {
+            break;
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    (mean(&payload), mean(&total), total.len())
 }
 
 fn which_node() -> String {

@@ -440,21 +440,48 @@ impl WorkerManager {
         taken
     }
 
-    /// Keep the warming pool at its targets, one sandbox at a time (so refilling never
-    /// takes more than one core from invocations). Runs until [`WorkerManager::shutdown`].
+    /// Keep the warming pool at its targets, booting at most two sandboxes per core at a
+    /// time (a boot waits on the kernel and the helper part of the time). Runs until
+    /// [`WorkerManager::shutdown`].
     pub fn start_pool(&self) {
         let manager = self.clone();
+        let parallel = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
         tokio::spawn(async move {
+            let mut booting: HashMap<String, usize> = HashMap::new();
+            let mut tasks = tokio::task::JoinSet::new();
             loop {
                 if manager.inner.closed.load(Ordering::Acquire) {
                     return;
                 }
-                let Some(runtime) = manager.inner.pool_deficit() else {
-                    // A notification sent meanwhile is kept as a permit: none is lost.
-                    manager.inner.refill.notified().await;
+                while tasks.len() < parallel {
+                    let Some(runtime) = manager.inner.pool_deficit(&booting) else {
+                        break;
+                    };
+                    *booting.entry(runtime.clone()).or_default() += 1;
+                    let m = manager.clone();
+                    tasks.spawn(async move {
+                        let booted = m.boot_pooled(&runtime).await;
+                        (runtime, booted)
+                    });
+                }
+                // A notification sent meanwhile is kept as a permit: none is lost.
+                let notified = manager.inner.refill.notified();
+                let finished = if tasks.is_empty() {
+                    notified.await;
+                    continue;
+                } else {
+                    tokio::select! {
+                        done = tasks.join_next() => done,
+                        _ = notified => continue,
+                    }
+                };
+                let Some(Ok((runtime, booted))) = finished else {
                     continue;
                 };
-                match manager.boot_pooled(&runtime).await {
+                if let Some(n) = booting.get_mut(&runtime) {
+                    *n -= 1;
+                }
+                match booted {
                     Ok(worker) if manager.inner.closed.load(Ordering::Acquire) => destroy(worker),
                     Ok(worker) => {
                         let mut pool = manager.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
@@ -704,8 +731,8 @@ impl Inner {
         !runtime.starts_with("provided") && self.runtimes.get(runtime).is_some()
     }
 
-    /// The first runtime whose pool is below its target.
-    fn pool_deficit(&self) -> Option<String> {
+    /// The first runtime whose pool, counting the sandboxes `booting`, is below its target.
+    fn pool_deficit(&self, booting: &HashMap<String, usize>) -> Option<String> {
         let targets = self
             .pool_targets
             .lock()
@@ -715,7 +742,9 @@ impl Inner {
         targets
             .into_iter()
             .find(|(runtime, target)| {
-                self.poolable(runtime) && pool.get(runtime).map_or(0, Vec::len) < *target
+                let have = pool.get(runtime).map_or(0, Vec::len)
+                    + booting.get(runtime).copied().unwrap_or(0);
+                self.poolable(runtime) && have < *target
             })
             .map(|(runtime, _)| runtime)
     }
