@@ -482,11 +482,16 @@ fn pooled_pss() -> (f64, f64, usize) {
     };
     let mut payload = Vec::new();
     let mut total = Vec::new();
-    for base in [
-        "/sys/fs/cgroup/memory/ember",
-        "/sys/fs/cgroup/pids/ember",
-        "/sys/fs/cgroup/ember",
-    ] {
+    // Each server has its own cgroup parent (`ember-<tag>`) under the memory controller
+    // (v1) or the unified hierarchy (v2).
+    let parents: Vec<std::path::PathBuf> = ["/sys/fs/cgroup/memory", "/sys/fs/cgroup"]
+        .iter()
+        .filter_map(|root| std::fs::read_dir(root).ok())
+        .flat_map(|dirs| dirs.flatten())
+        .filter(|d| d.file_name().to_string_lossy().starts_with("ember-"))
+        .map(|d| d.path())
+        .collect();
+    for base in parents {
         let Ok(dirs) = std::fs::read_dir(base) else {
             continue;
         };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use ember_sandbox::Environment;
+use ember_sandbox::{Environment, EnvironmentConfig};
 use ember_store::package::CodeStore;
 use ember_store::{AccessKey, SqliteStore, Store};
 use ember_worker::{WorkerConfig, WorkerManager};
@@ -38,8 +38,30 @@ fn default_pool() -> BTreeMap<String, usize> {
 }
 
 /// What this host can enforce for sandboxes kept under `<data-dir>/sandboxes`.
+///
+/// Each data directory gets its own cgroup parent and its own range of host uids, so two
+/// Ember servers on one host (another data directory, a test) never clean up or share
+/// each other's sandboxes.
 pub fn sandbox_environment(data_dir: &Path) -> Environment {
-    Environment::detect(None, data_dir.join("sandboxes"))
+    let data_dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let tag = fnv1a(data_dir.as_os_str().as_encoded_bytes());
+    let mut config = EnvironmentConfig::new(data_dir.join("sandboxes"));
+    config.cgroup_parent = format!("ember-{:08x}", tag as u32);
+    config.max_sandboxes = SANDBOXES_PER_SERVER;
+    // 2 host ids per sandbox; 256 disjoint ranges above the default base.
+    config.uid_base =
+        ember_sandbox::DEFAULT_UID_BASE + (tag % 256) as u32 * 2 * SANDBOXES_PER_SERVER;
+    Environment::detect_with(config)
+}
+
+/// Most sandboxes one server runs at once (each takes two host uids).
+const SANDBOXES_PER_SERVER: u32 = 65_536;
+
+/// FNV-1a: a stable hash (the same for every build of Ember) to name per-server resources.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Name of the root key file inside the data directory.

@@ -90,8 +90,12 @@ async function loadHandler(spec) {
   try {
     mod = await loadModule(modulePath);
   } catch (e) {
-    if (e && e.code === 'MODULE_NOT_FOUND' && String(e.message).includes(path.resolve(TASK_ROOT, modulePath))) {
-      throw new InitError('Runtime.ImportModuleError', `Error: Cannot find module '${rest.slice(0, dot)}'`, e);
+    if (e && e.code === 'MODULE_NOT_FOUND') {
+      // The first line names the module that is missing: the handler's own, or one it requires.
+      const first = String(e.message).split('\n')[0];
+      const own = first.includes(path.resolve(TASK_ROOT, modulePath));
+      const message = own ? `Error: Cannot find module '${rest.slice(0, dot)}'` : `Error: ${first}`;
+      throw new InitError('Runtime.ImportModuleError', message, e);
     }
     if (e instanceof SyntaxError) {
       throw new InitError('Runtime.UserCodeSyntaxError', `${e.name}: ${e.message}`, e);

@@ -82,6 +82,30 @@ class Connection:
         return Response(int(lines[0].split(" ", 2)[1]), headers), body
 
 
+class Client:
+    def __init__(self, d):
+        self.installation_id = d.get("installation_id")
+        self.app_title = d.get("app_title")
+        self.app_version_name = d.get("app_version_name")
+        self.app_version_code = d.get("app_version_code")
+        self.app_package_name = d.get("app_package_name")
+
+
+class ClientContext:
+    """context.client_context, as AWS's runtime builds it from X-Amz-Client-Context."""
+
+    def __init__(self, d):
+        self.client = Client(d["client"]) if d.get("client") else None
+        self.custom = d.get("custom")
+        self.env = d.get("env")
+
+
+class CognitoIdentity:
+    def __init__(self, d):
+        self.cognito_identity_id = d.get("cognitoIdentityId")
+        self.cognito_identity_pool_id = d.get("cognitoIdentityPoolId")
+
+
 class LambdaContext:
     def __init__(self, request_id, deadline_ms, arn, client_context, identity):
         self.aws_request_id = request_id
@@ -92,8 +116,8 @@ class LambdaContext:
         self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME")
         self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
         self._deadline_ms = deadline_ms
-        self.client_context = json.loads(client_context) if client_context else None
-        self.identity = json.loads(identity) if identity else None
+        self.client_context = ClientContext(json.loads(client_context)) if client_context else None
+        self.identity = CognitoIdentity(json.loads(identity) if identity else {})
 
     def get_remaining_time_in_millis(self):
         return max(int(self._deadline_ms - time.time() * 1000), 0)
@@ -165,8 +189,36 @@ def await_assignment(api):
     os.environ["_HANDLER"] = assignment["handler"]
 
 
+CURRENT_REQUEST_ID = None
+
+
+def install_logging():
+    """Give the root logger Lambda's handler, if the function uses `logging`.
+
+    Done only once `logging` has been imported (by the function): importing it ourselves
+    would cost every runtime start-up time it may not need.
+    """
+    if "logging" not in sys.modules or getattr(install_logging, "done", False):
+        return
+    install_logging.done = True
+    import logging
+
+    class RequestIdFilter(logging.Filter):
+        def filter(self, record):
+            record.aws_request_id = CURRENT_REQUEST_ID
+            return True
+
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(
+        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
+        "%Y-%m-%dT%H:%M:%S"))
+    handler.formatter.converter = time.gmtime
+    handler.addFilter(RequestIdFilter())
+    logging.getLogger().addHandler(handler)
+
+
 def main():
-    global TASK_ROOT
+    global TASK_ROOT, CURRENT_REQUEST_ID
     api = Connection()
     if os.environ.get("EMBER_POOLED") == "1":
         await_assignment(api)
@@ -192,6 +244,8 @@ def main():
             sys.stderr.write("runtime API /next answered %d\n" % resp.status)
             sys.exit(1)
         request_id = resp.getheader("Lambda-Runtime-Aws-Request-Id")
+        CURRENT_REQUEST_ID = request_id
+        install_logging()
         context = LambdaContext(
             request_id,
             int(resp.getheader("Lambda-Runtime-Deadline-Ms") or 0),

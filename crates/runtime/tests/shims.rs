@@ -58,7 +58,7 @@ fn start_with(language: &str, handler: Option<&str>, files: &[(&str, &str)]) -> 
     let mut cmd = match language {
         "python" => {
             let mut c = Command::new(PYTHON);
-            c.args(["-I", "-S"])
+            c.args(["-I", "-S", "-u"])
                 .arg(runtime_dir.path().join("bootstrap.py"));
             c
         }

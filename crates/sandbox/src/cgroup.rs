@@ -392,6 +392,17 @@ impl Cgroup {
     }
 
     pub(crate) fn apply_limits(&self, limits: &Limits) -> Result<(), SandboxError> {
+        // v1 requires memory.memsw.limit_in_bytes >= memory.limit_in_bytes at every
+        // moment: to raise both, memsw must go first (to lower them, last, as below). This
+        // early write fails harmlessly when lowering.
+        if self.version() == CgroupVersion::V1
+            && let Some(dir) = self.dir_for(Controller::Memory)
+        {
+            let memsw = dir.join("memory.memsw.limit_in_bytes");
+            if memsw.exists() {
+                let _ = write_file(&memsw, &limits.memory_bytes.to_string());
+            }
+        }
         for write in limit_writes(self.version(), limits) {
             let Some(dir) = self.dir_for(write.controller) else {
                 continue; // controller unavailable: the environment report says so

@@ -87,6 +87,10 @@ pub enum InvokeError {
     /// A sandbox could not be made: a platform failure, not the function's.
     #[error("could not start a sandbox: {0}")]
     Sandbox(String),
+    /// The function's own entry point (a `provided` runtime's `bootstrap`) cannot be run:
+    /// the function's fault, reported to the caller as `Runtime.InvalidEntrypoint`.
+    #[error("the function's entry point cannot be run: {0}")]
+    Entrypoint(String),
 }
 
 /// One sandbox with its Runtime API and log, ready for an invocation.
@@ -375,9 +379,17 @@ impl WorkerManager {
         let started = Instant::now();
         let inner = self.inner.clone();
         let function = f.clone();
-        let sandbox = tokio::task::spawn_blocking(move || inner.spawn(&function))
+        let spawned = tokio::task::spawn_blocking(move || inner.spawn(&function))
             .await
-            .map_err(|e| InvokeError::Sandbox(e.to_string()))??;
+            .map_err(|e| InvokeError::Sandbox(e.to_string()))?;
+        let sandbox = match spawned {
+            Ok(sandbox) => sandbox,
+            Err(InvokeError::Entrypoint(why)) => {
+                let payload = error_payload("Runtime.InvalidEntrypoint", &why);
+                return Ok(Init::Failed(payload, format!("{why}\n").into_bytes()));
+            }
+            Err(e) => return Err(e),
+        };
         let worker = attach(sandbox)?;
         Ok(await_init(worker, started).await)
     }
@@ -795,7 +807,23 @@ impl Inner {
         spec.tmp_bytes = u64::from(f.ephemeral_storage) << 20;
         spec.memory_bytes = u64::from(f.memory_size) << 20;
         spec.env = lambda_environment(f, &runtime_name, &self.config.region, &id);
-        Sandbox::spawn(spec, &self.env).map_err(|e| InvokeError::Sandbox(e.to_string()))
+        Sandbox::spawn(spec, &self.env).map_err(|e| match e {
+            // The runtime program failed to start: for `provided`, that is the function's
+            // bootstrap (missing, not executable, wrong format).
+            ember_sandbox::SandboxError::Setup { stage, message, .. }
+                if stage.starts_with("exec /var/task/") =>
+            {
+                let program = stage.trim_start_matches("exec ");
+                let why = match message.as_str() {
+                    m if m.contains("EACCES") => "permission denied",
+                    m if m.contains("ENOENT") => "no such file or directory",
+                    m if m.contains("ENOEXEC") => "exec format error",
+                    m => m,
+                };
+                InvokeError::Entrypoint(format!("Error: fork/exec {program}: {why}"))
+            }
+            e => InvokeError::Sandbox(e.to_string()),
+        })
     }
 }
 

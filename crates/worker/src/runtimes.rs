@@ -54,6 +54,9 @@ impl HostRuntimes {
                             path.to_string_lossy().into_owned(),
                             "-I".into(),
                             "-S".into(),
+                            // Unbuffered, as Lambda's: output before a crash or a timeout
+                            // still reaches the log, in order.
+                            "-u".into(),
                             format!("{RUNTIME_DIR}/{}", ember_runtime::shims::PYTHON_FILE),
                         ],
                         extra_binds,

@@ -82,7 +82,7 @@ pub async fn invoke(frontend: &Frontend, call: &Call, raw: &str) -> Result<Respo
 
     // One execution slot (reserved concurrency, else the account's unreserved pool), held
     // until the worker returns; dropped with this future if the client goes away.
-    let _permit = frontend
+    let permit = frontend
         .concurrency
         .acquire(frontend.store.as_ref(), &function)
         .await?;
@@ -101,8 +101,11 @@ pub async fn invoke(frontend: &Frontend, call: &Call, raw: &str) -> Result<Respo
                 "InvalidRuntimeException",
                 format!("The runtime {runtime} is not available on this Ember node"),
             ),
-            InvokeError::Sandbox(detail) => ApiError::internal(detail),
+            InvokeError::Sandbox(detail) | InvokeError::Entrypoint(detail) => {
+                ApiError::internal(detail)
+            }
         })?;
+    drop(permit);
     tracing::debug!(placement = ?outcome.placement, error = outcome.function_error, "invoked");
 
     let mut response = Response::new(Body::from(outcome.payload));
