@@ -2,7 +2,7 @@
 //! frontend until SIGTERM or SIGINT.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,7 +45,15 @@ fn default_pool() -> BTreeMap<String, usize> {
 pub fn sandbox_environment(data_dir: &Path) -> Environment {
     let data_dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
     let tag = fnv1a(data_dir.as_os_str().as_encoded_bytes());
-    let mut config = EnvironmentConfig::new(data_dir.join("sandboxes"));
+    // Sandbox roots, task slots and published code live where the sandboxes' unprivileged
+    // uids can reach them (under /run when it exists), not in the data directory, which
+    // may sit in a 0700 home.
+    let base = if Path::new("/run").is_dir() {
+        PathBuf::from("/run/ember")
+    } else {
+        std::env::temp_dir().join("ember")
+    };
+    let mut config = EnvironmentConfig::new(base.join(format!("{:016x}", tag)));
     config.cgroup_parent = format!("ember-{:08x}", tag as u32);
     config.max_sandboxes = SANDBOXES_PER_SERVER;
     // 2 host ids per sandbox; 256 disjoint ranges above the default base.
@@ -124,11 +132,15 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     // A line for people and scripts (tests read it to learn the port).
     println!("Ember is listening on http://{addr}");
 
+    let queues =
+        ember_queue::SqliteQueues::open(&data_dir.join("queues.db"), &config.frontend.region)
+            .with_context(|| format!("opening the queues in {}", data_dir.display()))?;
     let frontend = Arc::new(ember_api::Frontend::new(
         Arc::new(store),
         code,
         config.frontend,
         worker.clone(),
+        Arc::new(queues),
     ));
     ember_api::serve(listener, frontend, shutdown_signal()).await?;
     reaper.abort();

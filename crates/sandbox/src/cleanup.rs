@@ -62,10 +62,12 @@ pub fn cleanup_stale(env: &Environment) -> Result<CleanupStats, SandboxError> {
             Err(e) => return Err(SandboxError::io("unmount", mount_point, e.into())),
         }
     }
-    let slots = dir.join(crate::spec::SLOTS_DIR);
-    if let Ok(entries) = fs::read_dir(&slots) {
-        for entry in entries.flatten() {
-            crate::sandbox::remove_slot(&entry.path())?;
+    // Mounts are detached above; remove the empty slot and publication points.
+    for hidden in [crate::spec::SLOTS_DIR, crate::env::PUBLISHED_DIR] {
+        if let Ok(entries) = fs::read_dir(dir.join(hidden)) {
+            for entry in entries.flatten() {
+                crate::sandbox::remove_slot(&entry.path())?;
+            }
         }
     }
     let entries = match fs::read_dir(dir) {

@@ -570,19 +570,68 @@ impl Environment {
         Ok(dir)
     }
 
-    /// Undo [`Environment::ensure_slots`] once no sandbox uses a slot any more (at
-    /// shutdown), so that no mount outlives the server.
-    pub fn release_slots(&self) -> Result<(), SandboxError> {
-        let dir = self.config.sandboxes_dir.join(crate::spec::SLOTS_DIR);
+    /// Make the host directory `src` visible (read-only binds only) at a path every
+    /// sandbox can reach: `<sandboxes>/.published/<name>`. A sandbox's processes are
+    /// unprivileged host uids, so they cannot bind from a directory under, say, a `0700`
+    /// home; the host (root) binds it here once. Idempotent.
+    pub fn publish(&self, src: &Path, name: &str) -> Result<PathBuf, SandboxError> {
+        crate::spec::validate_id(name).map_err(|reason| SandboxError::InvalidSpec {
+            field: "name",
+            reason,
+        })?;
+        let dir = self.config.sandboxes_dir.join(PUBLISHED_DIR);
+        let target = dir.join(name);
         let _guard = SLOTS_SETUP.lock().unwrap_or_else(|e| e.into_inner());
-        match nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH) {
-            Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
-            Err(e) => return Err(SandboxError::io("unmount the task slots", &dir, e.into())),
+        let mounts = crate::mountinfo::read()
+            .map_err(|e| SandboxError::io("read", "/proc/self/mountinfo", e))?;
+        if mounts.iter().any(|m| m.mount_point == target) {
+            return Ok(target);
         }
-        match fs::remove_dir(&dir) {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&dir)
+            .map_err(|e| SandboxError::io("create the published directory", &dir, e))?;
+        match fs::create_dir(&target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(SandboxError::io("create a publication point", &target, e)),
+        }
+        nix::mount::mount(
+            Some(src),
+            &target,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| SandboxError::io("publish", &target, e.into()))?;
+        Ok(target)
+    }
+
+    /// Undo [`Environment::publish`] and the task slots' shared mount once no sandbox
+    /// uses them (at shutdown), so that no mount outlives the server.
+    pub fn release(&self) -> Result<(), SandboxError> {
+        let _guard = SLOTS_SETUP.lock().unwrap_or_else(|e| e.into_inner());
+        let published = self.config.sandboxes_dir.join(PUBLISHED_DIR);
+        let mut points: Vec<PathBuf> = fs::read_dir(&published)
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        points.push(self.config.sandboxes_dir.join(crate::spec::SLOTS_DIR));
+        for point in points {
+            match nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH) {
+                Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+                Err(e) => return Err(SandboxError::io("unmount", &point, e.into())),
+            }
+            match fs::remove_dir(&point) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(SandboxError::io("remove", &point, e)),
+            }
+        }
+        match fs::remove_dir(&published) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(SandboxError::io("remove the task slots directory", &dir, e)),
+            Err(e) => Err(SandboxError::io("remove", &published, e)),
         }
     }
 
@@ -598,6 +647,9 @@ impl Environment {
         Ok(())
     }
 }
+
+/// Name of the directory, inside the sandboxes directory, of [`Environment::publish`].
+pub(crate) const PUBLISHED_DIR: &str = ".published";
 
 /// Serialises the one-time set-up of the shared slots mount between threads.
 static SLOTS_SETUP: std::sync::Mutex<()> = std::sync::Mutex::new(());

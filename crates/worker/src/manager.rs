@@ -161,14 +161,18 @@ impl WorkerManager {
         env: Environment,
         code: CodeStore,
     ) -> std::io::Result<WorkerManager> {
-        let runtime_dir = config.data_dir.join("runtime");
-        ember_runtime::shims::install(&runtime_dir)?;
-        make_readable(&config.data_dir)?;
         let cache = CodeCache::open(config.data_dir.join("cache"), code, config.code_limits)?;
         match ember_sandbox::cleanup_stale(&env) {
             Ok(stats) => tracing::info!(?stats, "cleaned up after the previous server"),
             Err(e) => tracing::warn!(error = %e, "could not clean up old sandboxes"),
         }
+        let shims = config.data_dir.join("runtime");
+        ember_runtime::shims::install(&shims)?;
+        // Sandboxes bind the shims and the code from published paths: the data directory
+        // itself may sit under a directory their unprivileged uids cannot search.
+        let runtime_dir = env
+            .publish(&shims, "runtime")
+            .map_err(std::io::Error::other)?;
         Ok(WorkerManager {
             inner: Arc::new(Inner {
                 pool: Mutex::new(HashMap::new()),
@@ -369,8 +373,8 @@ impl WorkerManager {
                 tracing::warn!(error = %e, "could not destroy a sandbox at shutdown");
             }
         }
-        if let Err(e) = self.inner.env.release_slots() {
-            tracing::warn!(error = %e, "could not release the task slots mount");
+        if let Err(e) = self.inner.env.release() {
+            tracing::warn!(error = %e, "could not release the sandboxes' mounts");
         }
     }
 
@@ -795,6 +799,10 @@ impl Inner {
             .cache
             .unpacked(&f.code_sha256)
             .map_err(|e| InvokeError::Sandbox(e.to_string()))?;
+        let code_dir = self
+            .env
+            .publish(&code_dir, &f.code_sha256)
+            .map_err(|e| InvokeError::Sandbox(e.to_string()))?;
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         let id = format!("sb-{}-{n}", std::process::id());
         let mut spec =
@@ -932,15 +940,4 @@ fn destroy(worker: Worker) {
             tracing::warn!(error = %e, "could not destroy a sandbox");
         }
     });
-}
-
-/// Sandboxes run as unprivileged uids: the directories they bind from must be
-/// traversable (not listable) by others.
-fn make_readable(data_dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(data_dir)?.permissions().mode();
-    if mode & 0o001 == 0 {
-        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(mode | 0o001))?;
-    }
-    Ok(())
 }
