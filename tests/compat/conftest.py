@@ -40,6 +40,9 @@ def ember_bin() -> str:
 @pytest.fixture(scope="session")
 def tmp_root():
     with tempfile.TemporaryDirectory(prefix="ember-compat-") as d:
+        # Sandboxes run as unprivileged uids and bind code from under the data dir, so
+        # every directory above it must be searchable (not readable) by others.
+        os.chmod(d, 0o711)
         yield d
 
 

@@ -54,6 +54,59 @@ MAX_CODE_REQUEST_BYTES = 70_167_211
 MAX_REQUEST_BYTES = 6 * 1024 * 1024
 MAX_UNZIPPED_BYTES = 262_144_000
 
+# --------------------------------------------------------------------------------------
+# Runtimes
+# --------------------------------------------------------------------------------------
+
+# Every runtime identifier the Lambda control plane accepts (and Ember knows).
+SUPPORTED_RUNTIMES = (
+    "python3.8", "python3.9", "python3.10", "python3.11", "python3.12", "python3.13",
+    "python3.14", "nodejs16.x", "nodejs18.x", "nodejs20.x", "nodejs22.x", "nodejs24.x",
+    "provided", "provided.al2", "provided.al2023",
+)
+
+
+def _is_elf_executable(path: str) -> bool:
+    try:
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            return False
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def detect_host_runtimes() -> tuple:
+    """The runtimes `ember serve` finds on this host, detected the way it does: a real
+    (ELF) /usr/bin/python3.X or /usr/local/bin/python3.X, the major version of the first
+    `node` on PATH, and the provided* runtimes (which need only the base userland)."""
+    found = []
+    for minor in range(8, 15):
+        name = f"python3.{minor}"
+        if any(_is_elf_executable(f"{d}/{name}") for d in ("/usr/bin", "/usr/local/bin")):
+            found.append(name)
+    node = shutil.which("node")
+    if node and _is_elf_executable(os.path.realpath(node)):
+        try:
+            out = subprocess.run([node, "--version"], capture_output=True, text=True,
+                                 timeout=30).stdout
+            found.append(f"nodejs{int(out.strip().lstrip('v').split('.')[0])}.x")
+        except (OSError, ValueError, subprocess.SubprocessError):
+            pass
+    found += ["provided", "provided.al2", "provided.al2023"]
+    return tuple(r for r in found if r in SUPPORTED_RUNTIMES)
+
+
+HOST_RUNTIMES = detect_host_runtimes()
+# The newest Python runtime of this host: the suite's default runtime (None: no Python).
+PY_RUNTIME = max((r for r in HOST_RUNTIMES if r.startswith("python")),
+                 key=lambda r: int(r.split(".")[1]), default=None)
+NODE_RUNTIME = next((r for r in HOST_RUNTIMES if r.startswith("nodejs")), None)
+# A runtime other than PY_RUNTIME that this host has (for updates that change it).
+OTHER_RUNTIME = NODE_RUNTIME or "provided.al2023"
+UNAVAILABLE_RUNTIMES = tuple(r for r in SUPPORTED_RUNTIMES if r not in HOST_RUNTIMES)
+
+
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
 
@@ -106,6 +159,8 @@ class EmberServer:
     stderr_path: str = ""
     extra_stdout: list = field(default_factory=list)
     starts: int = 0
+    # More `ember serve` arguments, e.g. ["--config", path].
+    extra_args: list = field(default_factory=list)
 
     def start(self) -> "EmberServer":
         extra = {}
@@ -122,7 +177,8 @@ class EmberServer:
         stderr = open(self.stderr_path, "wb")
         try:
             self.proc = subprocess.Popen(
-                [ember_bin(), "serve", "--data-dir", self.data_dir, "--listen", "127.0.0.1:0"],
+                [ember_bin(), "serve", "--data-dir", self.data_dir, "--listen", "127.0.0.1:0",
+                 *self.extra_args],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
@@ -443,7 +499,9 @@ HANDLER_SOURCE = b"def handler(event, context):\n    return {'ok': True, 'event'
 
 
 def make_zip(files: dict | None = None) -> bytes:
-    """A zip in memory. `files` maps names to bytes/str, or to ("symlink", target)."""
+    """A zip in memory. `files` maps names to bytes/str (mode 0644), to
+    ("symlink", target), or to ("exec", bytes/str) for an executable (mode 0755, e.g. a
+    custom runtime's `bootstrap`)."""
     if files is None:
         files = {"app.py": HANDLER_SOURCE}
     buf = io.BytesIO()
@@ -455,11 +513,29 @@ def make_zip(files: dict | None = None) -> bytes:
             if isinstance(content, tuple) and content[0] == "symlink":
                 info.external_attr = (0o120777 << 16)
                 data = content[1].encode()
+            elif isinstance(content, tuple) and content[0] == "exec":
+                info.external_attr = (0o100755 << 16)
+                data = content[1].encode() if isinstance(content[1], str) else content[1]
             else:
                 info.external_attr = (0o100644 << 16)
                 data = content.encode() if isinstance(content, str) else content
             zf.writestr(info, data)
     return buf.getvalue()
+
+
+def tree_files(root: str) -> dict:
+    """The regular files under `root` as a `make_zip` mapping (relative names; executable
+    files keep their exec bit; __pycache__ directories are left out)."""
+    files = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for fname in sorted(filenames):
+            path = os.path.join(dirpath, fname)
+            rel = os.path.relpath(path, root)
+            with open(path, "rb") as f:
+                data = f.read()
+            files[rel] = ("exec", data) if os.access(path, os.X_OK) else data
+    return files
 
 
 def unique_zip(tag: str = "") -> bytes:
@@ -505,7 +581,7 @@ def create_function(client, name: str, zip_bytes: bytes | None = None, **overrid
     """CreateFunction with sensible defaults; returns the response."""
     params = dict(
         FunctionName=name,
-        Runtime="python3.12",
+        Runtime=PY_RUNTIME,
         Handler="app.handler",
         Role=overrides.pop("Role", "arn:aws:iam::123456789012:role/ember-compat"),
         Code={"ZipFile": zip_bytes if zip_bytes is not None else make_zip()},
@@ -525,3 +601,170 @@ def which_aws() -> str:
             pytrace=False,
         )
     return path
+
+
+# --------------------------------------------------------------------------------------
+# Invoke
+# --------------------------------------------------------------------------------------
+
+START_LINE = re.compile(r"^START RequestId: (?P<id>[0-9a-f-]{36}) Version: (?P<version>\S+)$")
+END_LINE = re.compile(r"^END RequestId: (?P<id>[0-9a-f-]{36})$")
+REPORT_LINE = re.compile(
+    r"^REPORT RequestId: (?P<id>[0-9a-f-]{36})"
+    r"\tDuration: (?P<duration>\d+(?:\.\d+)?) ms"
+    r"\tBilled Duration: (?P<billed>\d+) ms"
+    r"\tMemory Size: (?P<memory>\d+) MB"
+    r"\tMax Memory Used: (?P<used>\d+) MB"
+    r"(?:\tInit Duration: (?P<init>\d+(?:\.\d+)?) ms)?"
+    r"\t?$"
+)
+
+
+@dataclass
+class Invocation:
+    """One Invoke as boto3 saw it."""
+
+    status: int
+    payload: bytes
+    function_error: str | None
+    log: str  # X-Amz-Log-Result, decoded ('' when absent)
+    log_result_present: bool
+    request_id: str
+    executed_version: str | None
+    headers: dict
+    elapsed: float
+
+    def json(self):
+        return json.loads(self.payload)
+
+    def parsed_log(self) -> "ParsedLog":
+        return parse_log(self.log, self.request_id)
+
+    def describe(self) -> str:
+        return (f"status {self.status}, FunctionError {self.function_error!r}, "
+                f"payload {self.payload[:2000]!r}\nlog:\n{self.log}")
+
+
+def invoke(client, name: str, payload=None, *, tail: bool = True, **kw) -> Invocation:
+    """boto3 `invoke` (LogType Tail unless tail=False). `payload`: bytes/str sent as is,
+    anything else JSON-encoded; None sends no payload."""
+    args = dict(FunctionName=name, **kw)
+    if tail:
+        args["LogType"] = "Tail"
+    if payload is not None:
+        args["Payload"] = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
+    started = time.monotonic()
+    resp = client.invoke(**args)
+    body = resp["Payload"].read() if "Payload" in resp else b""
+    elapsed = time.monotonic() - started
+    meta = resp["ResponseMetadata"]
+    log_result = resp.get("LogResult")
+    return Invocation(
+        status=resp["StatusCode"],
+        payload=body,
+        function_error=resp.get("FunctionError"),
+        log=base64.b64decode(log_result).decode("utf-8", "replace") if log_result else "",
+        log_result_present=log_result is not None,
+        request_id=meta.get("RequestId") or meta["HTTPHeaders"].get("x-amzn-requestid", ""),
+        executed_version=resp.get("ExecutedVersion"),
+        headers=dict(meta["HTTPHeaders"]),
+        elapsed=elapsed,
+    )
+
+
+@dataclass
+class ParsedLog:
+    start: dict | None  # the START line's fields (None when cut off by the 4 KB tail)
+    output: str  # the function's output between START (or the tail's start) and END
+    end: dict
+    report: dict  # duration (float), billed, memory, used (int), init (float or None)
+
+
+def parse_log(log: str, request_id: str | None = None) -> ParsedLog:
+    """Check the shape of an invocation log (START ... END, REPORT last) and return its
+    parts. With `request_id`, every line's RequestId must be it."""
+    assert log.endswith("\n"), f"the log does not end with a newline:\n{log!r}"
+    lines = log[:-1].split("\n")
+    assert len(lines) >= 2, f"the log has no END/REPORT lines:\n{log}"
+    report_m = REPORT_LINE.match(lines[-1])
+    assert report_m, f"the last line is not a REPORT line: {lines[-1]!r}\nlog:\n{log}"
+    end_m = END_LINE.match(lines[-2])
+    assert end_m, f"the line before REPORT is not an END line: {lines[-2]!r}\nlog:\n{log}"
+    start_m = START_LINE.match(lines[0])
+    body = lines[1:-2] if start_m else lines[:-2]
+    starts = [l for l in lines[1:] if l.startswith("START RequestId:")]
+    assert not starts, f"more than one START line:\n{log}"
+    ids = {report_m["id"], end_m["id"]} | ({start_m["id"]} if start_m else set())
+    assert len(ids) == 1, f"the START/END/REPORT lines name different requests: {ids}\n{log}"
+    if request_id is not None:
+        assert ids == {request_id}, f"log of {ids}, but the response's RequestId is {request_id}"
+    report = {
+        "duration": float(report_m["duration"]),
+        "billed": int(report_m["billed"]),
+        "memory": int(report_m["memory"]),
+        "used": int(report_m["used"]),
+        "init": float(report_m["init"]) if report_m["init"] is not None else None,
+    }
+    return ParsedLog(
+        start=start_m.groupdict() if start_m else None,
+        output="\n".join(body) + ("\n" if body else ""),
+        end=end_m.groupdict(),
+        report=report,
+    )
+
+
+def py_zip(source: str, module: str = "app", **more) -> bytes:
+    """A zip holding `source` as `<module>.py` (plus `more` files)."""
+    return make_zip({f"{module}.py": source, **more})
+
+
+def pip_target(dest: str, *requirements: str) -> None:
+    """`pip install --target dest` with the pip of the Python running the suite."""
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "--no-compile", "--target", dest, *requirements],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, f"pip install {requirements} failed:\n{r.stdout}\n{r.stderr}"
+
+
+# --------------------------------------------------------------------------------------
+# The aws CLI
+# --------------------------------------------------------------------------------------
+
+
+class AwsCli:
+    """The aws CLI (v1, from PyPI) on PATH, with credentials and region from the
+    environment, an empty HOME, and --endpoint-url."""
+
+    def __init__(self, endpoint: str, key: str, secret: str, home: str):
+        self.aws = which_aws()
+        self.endpoint = endpoint
+        self.home = home
+        self.env = clean_env(
+            HOME=home,
+            AWS_ACCESS_KEY_ID=key,
+            AWS_SECRET_ACCESS_KEY=secret,
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_PAGER="",
+            AWS_MAX_ATTEMPTS="1",
+        )
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        r = subprocess.run(
+            [self.aws, *args, "--endpoint-url", self.endpoint, "--output", "json"],
+            env=self.env,
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check:
+            assert r.returncode == 0, f"aws {' '.join(args)} -> {r.returncode}\n{r.stderr}"
+        return r
+
+    def json(self, *args: str):
+        r = self.run(*args)
+        return json.loads(r.stdout) if r.stdout.strip() else None

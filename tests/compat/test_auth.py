@@ -259,7 +259,7 @@ def test_other_account_cannot_create_in_root_account(other_lam, fn_name, root_id
     _assert_access_denied(
         other_lam.create_function,
         FunctionName=f"{root_id}:function:{fn_name}",
-        Runtime="python3.12", Handler="app.handler",
+        Runtime=et.PY_RUNTIME, Handler="app.handler",
         Role=et.role_arn(root_id), Code={"ZipFile": et.make_zip()},
     )
     with pytest.raises(lam.exceptions.ResourceNotFoundException):

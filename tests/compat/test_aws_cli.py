@@ -4,7 +4,6 @@ region from the environment, an empty HOME, and --endpoint-url."""
 from __future__ import annotations
 
 import json
-import subprocess
 import tempfile
 
 import pytest
@@ -12,36 +11,7 @@ import pytest
 import embertest as et
 
 
-class AwsCli:
-    def __init__(self, endpoint: str, key: str, secret: str, home: str):
-        self.aws = et.which_aws()
-        self.endpoint = endpoint
-        self.home = home
-        self.env = et.clean_env(
-            HOME=home,
-            AWS_ACCESS_KEY_ID=key,
-            AWS_SECRET_ACCESS_KEY=secret,
-            AWS_DEFAULT_REGION="us-east-1",
-            AWS_PAGER="",
-            AWS_MAX_ATTEMPTS="1",
-        )
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        r = subprocess.run(
-            [self.aws, *args, "--endpoint-url", self.endpoint, "--output", "json"],
-            env=self.env,
-            cwd=self.home,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if check:
-            assert r.returncode == 0, f"aws {' '.join(args)} -> {r.returncode}\n{r.stderr}"
-        return r
-
-    def json(self, *args: str):
-        r = self.run(*args)
-        return json.loads(r.stdout) if r.stdout.strip() else None
+AwsCli = et.AwsCli
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +34,7 @@ def create(cli: AwsCli, acct, name: str, zip_path, *extra: str) -> dict:
     return cli.json(
         "lambda", "create-function",
         "--function-name", name,
-        "--runtime", "python3.12",
+        "--runtime", et.PY_RUNTIME,
         "--handler", "app.handler",
         "--role", et.role_arn(acct.account_id),
         "--zip-file", f"fileb://{zip_path}",
@@ -163,7 +133,7 @@ def test_cli_errors_name_the_exception(cli_env, zip_file, server):
     assert "CreateFunction" in r.stderr, r.stderr
 
     create(cli, acct, name, path)
-    r = cli.run("lambda", "create-function", "--function-name", name, "--runtime", "python3.12",
+    r = cli.run("lambda", "create-function", "--function-name", name, "--runtime", et.PY_RUNTIME,
                 "--handler", "app.handler", "--role", et.role_arn(acct.account_id),
                 "--zip-file", f"fileb://{path}", check=False)
     assert r.returncode != 0

@@ -49,7 +49,7 @@ def intact(server, lam, sentinel):
 def create_body(**fields) -> bytes:
     doc = {
         "FunctionName": et.function_name("raw"),
-        "Runtime": "python3.12",
+        "Runtime": et.PY_RUNTIME,
         "Handler": "app.handler",
         "Role": "arn:aws:iam::123456789012:role/r",
         "Code": {"ZipFile": GOOD_ZIP_B64},
@@ -361,7 +361,7 @@ def _head(method: str, path: str, host: str, headers: dict, length: int | None, 
 
 
 def _oversized_create_body(total: int) -> bytes:
-    prefix = b'{"FunctionName":"too-big","Runtime":"python3.12","Handler":"a.b","Code":{"ZipFile":"'
+    prefix = b'{"FunctionName":"too-big","Runtime":"%s","Handler":"a.b","Code":{"ZipFile":"' % et.PY_RUNTIME.encode()
     suffix = b'"}}'
     return prefix + b"A" * (total - len(prefix) - len(suffix)) + suffix
 

@@ -40,7 +40,7 @@ def test_create_function_returns_full_configuration(lam, fn_name, role, root_id)
     resp = et.create_function(
         lam, fn_name, zip_bytes,
         Role=role,
-        Runtime="python3.13",
+        Runtime=et.PY_RUNTIME,
         Handler="app.handler",
         Description="compat test function",
         Timeout=30,
@@ -53,7 +53,7 @@ def test_create_function_returns_full_configuration(lam, fn_name, role, root_id)
     assert status_of(resp) == 201
     assert resp["FunctionName"] == fn_name
     assert resp["FunctionArn"] == f"arn:aws:lambda:us-east-1:{root_id}:function:{fn_name}"
-    assert resp["Runtime"] == "python3.13"
+    assert resp["Runtime"] == et.PY_RUNTIME
     assert resp["Handler"] == "app.handler"
     assert resp["Role"] == role
     assert resp["Description"] == "compat test function"
@@ -83,16 +83,35 @@ def test_create_function_defaults(lam, fn_name, role):
     assert (got["Timeout"], got["MemorySize"], got["EphemeralStorage"]["Size"]) == (3, 128, 512)
 
 
-@pytest.mark.parametrize("runtime", [
-    "python3.8", "python3.9", "python3.10", "python3.11", "python3.12", "python3.13",
-    "python3.14", "nodejs16.x", "nodejs18.x", "nodejs20.x", "nodejs22.x", "nodejs24.x",
-    "provided", "provided.al2", "provided.al2023",
-])
-def test_every_supported_runtime_is_accepted(lam, fn_name, role, runtime):
+@pytest.mark.parametrize("runtime", et.HOST_RUNTIMES)
+def test_every_runtime_of_this_host_is_accepted(lam, fn_name, role, runtime):
     handler = "bootstrap" if runtime.startswith("provided") else "index.handler"
     resp = et.create_function(lam, fn_name, Role=role, Runtime=runtime, Handler=handler)
     assert resp["Runtime"] == runtime
     assert lam.get_function(FunctionName=fn_name)["Configuration"]["Runtime"] == runtime
+
+
+@pytest.mark.parametrize("runtime", et.UNAVAILABLE_RUNTIMES or ["(none)"])
+def test_a_lambda_runtime_this_host_lacks_is_refused(lam, fn_name, role, runtime):
+    """A valid Lambda runtime this host cannot run is refused at create and update time
+    with InvalidParameterValueException, naming the runtimes it does have."""
+    if runtime == "(none)":
+        pytest.skip("this host has every supported runtime")
+    handler = "index.handler"
+    with pytest.raises(lam.exceptions.InvalidParameterValueException) as ei:
+        et.create_function(lam, fn_name, Role=role, Runtime=runtime, Handler=handler)
+    code, status, message = err(ei.value)
+    assert (code, status) == ("InvalidParameterValueException", 400)
+    assert runtime in message and "not available" in message, message
+    for available in et.HOST_RUNTIMES:
+        assert available in message, message
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.get_function(FunctionName=fn_name)
+    et.create_function(lam, fn_name, Role=role)
+    with pytest.raises(lam.exceptions.InvalidParameterValueException) as ei:
+        lam.update_function_configuration(FunctionName=fn_name, Runtime=runtime)
+    assert "not available" in err(ei.value)[2]
+    assert lam.get_function_configuration(FunctionName=fn_name)["Runtime"] == et.PY_RUNTIME
 
 
 def test_create_function_accepts_boundary_values(lam_raw, fn_name, role):
@@ -215,7 +234,7 @@ def test_create_invalid_parameter_value(lam_raw, fn_name, role, case):
     override, mention = case
     params = dict(
         FunctionName=fn_name,
-        Runtime="python3.12",
+        Runtime=et.PY_RUNTIME,
         Handler="app.handler",
         Role=role,
         Code={"ZipFile": et.make_zip()},
@@ -531,14 +550,14 @@ def test_update_function_configuration(lam, made, root_id):
         MemorySize=512,
         Description="updated",
         Handler="app.other",
-        Runtime="nodejs20.x",
+        Runtime=et.OTHER_RUNTIME,
         Role=new_role,
         EphemeralStorage={"Size": 2048},
         Environment={"Variables": {"MODE": "prod"}},
     )
     assert status_of(resp) == 200
     assert (resp["Timeout"], resp["MemorySize"], resp["Description"]) == (60, 512, "updated")
-    assert (resp["Handler"], resp["Runtime"], resp["Role"]) == ("app.other", "nodejs20.x", new_role)
+    assert (resp["Handler"], resp["Runtime"], resp["Role"]) == ("app.other", et.OTHER_RUNTIME, new_role)
     assert resp["EphemeralStorage"]["Size"] == 2048
     assert resp["Environment"]["Variables"] == {"MODE": "prod"}
     assert resp["RevisionId"] != created["RevisionId"]
@@ -596,7 +615,7 @@ def test_update_function_configuration_validation(lam_raw, made, override, codes
     assert status == 400 and code in codes, (code, status)
     conf = lam_raw.get_function_configuration(FunctionName=name)
     assert conf["RevisionId"] == created["RevisionId"]
-    assert (conf["Timeout"], conf["MemorySize"], conf["Runtime"]) == (3, 128, "python3.12")
+    assert (conf["Timeout"], conf["MemorySize"], conf["Runtime"]) == (3, 128, et.PY_RUNTIME)
 
 
 def test_update_function_configuration_of_missing_function(lam, fn_name):
@@ -708,7 +727,7 @@ def test_error_responses_are_rest_json_shaped(server, lam, made):
         assert isinstance(doc.get("message"), str) and doc["message"], doc
     # A duplicate create through the raw path as well.
     body = json.dumps({
-        "FunctionName": name, "Runtime": "python3.12", "Handler": "a.b",
+        "FunctionName": name, "Runtime": et.PY_RUNTIME, "Handler": "a.b",
         "Role": "arn:aws:iam::123456789012:role/r",
         "Code": {"ZipFile": base64.b64encode(et.make_zip()).decode()},
     }).encode()
