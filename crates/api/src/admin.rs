@@ -175,6 +175,7 @@ fn pool_status(frontend: &Frontend) -> Response {
             "Runtimes": runtimes,
             "Functions": functions,
             "MemoryBytes": status.memory_bytes,
+            "MemoryBudget": { "Reserved": status.budget_used_bytes, "Limit": status.budget_bytes },
         }),
     )
 }

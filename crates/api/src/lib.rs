@@ -6,6 +6,8 @@
 //!   operation, read the body under that operation's size limit, authenticate it with
 //!   SigV4 ([`auth`]), run it, and render errors in the protocol's own shape.
 //! - [`lambda`]: the Lambda control-plane API (rest-json, `/2015-03-31/...`).
+//! - [`sqs`]: the SQS API (AWS JSON 1.0, `X-Amz-Target: AmazonSQS.*`) over
+//!   [`ember_queue::Queues`].
 //! - [`admin`]: Ember's own API under `/ember/` (accounts), and the unauthenticated
 //!   health check `GET /ember/health`.
 //! - [`error`]: [`ApiError`], the AWS-shaped error every handler returns.
@@ -19,6 +21,7 @@ pub mod auth;
 pub mod error;
 pub mod lambda;
 pub mod protocol;
+pub mod sqs;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,6 +30,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
+use ember_queue::Queues;
 use ember_store::Store;
 use ember_store::package::{CodeStore, Limits};
 use ember_worker::WorkerManager;
@@ -66,6 +70,8 @@ pub struct Frontend {
     pub worker: WorkerManager,
     /// Reserved concurrency and the account limit, enforced on every invocation.
     pub concurrency: lambda::concurrency::Concurrency,
+    /// The durable queues behind the SQS API.
+    pub queues: Arc<dyn Queues>,
     keys: auth::KeyCache,
     /// Held while code packages are stored or collected, so a package is never removed
     /// between a create storing it and the function row that uses it being written.
@@ -78,8 +84,10 @@ impl Frontend {
         code: CodeStore,
         config: Config,
         worker: WorkerManager,
+        queues: Arc<dyn Queues>,
     ) -> Self {
         Frontend {
+            queues,
             concurrency: lambda::concurrency::Concurrency::new(config.account_concurrency_limit),
             store,
             code,
@@ -136,6 +144,12 @@ pub async fn serve(
     frontend: Arc<Frontend>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let queues = frontend.queues.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // In-flight long polls end now instead of holding the shutdown for up to 20 s.
+        queues.close_waits();
+    };
     axum::serve(listener, router(frontend))
         .with_graceful_shutdown(shutdown)
         .await
@@ -173,7 +187,7 @@ async fn dispatch(
     request_id: &str,
 ) -> Result<Response, ApiError> {
     let segments = protocol::decode_segments(req.uri().path())?;
-    let route = protocol.route(req.method(), &segments)?;
+    let route = protocol.route(req.method(), &segments, req.headers())?;
     let (parts, body) = req.into_parts();
     let body = read_body(&parts.headers, body, route.body_limit).await?;
     let request = ember_sigv4::Request {

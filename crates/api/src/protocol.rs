@@ -1,17 +1,18 @@
 //! Which AWS protocol a request speaks, and the operation it names.
 //!
 //! One listener serves every API. A request is classified by what it says about
-//! itself: Ember's own API lives under `/ember/`, and rest-json services are recognised
-//! by their dated path prefix (`/2015-03-31/...` for Lambda). Protocols that route on
-//! headers (JSON 1.0 with `X-Amz-Target`, rest-xml S3 by the SigV4 scope) slot in here
-//! as new variants; adding one is adding a module plus a line in [`Protocol::classify`].
+//! itself: Ember's own API lives under `/ember/`, SQS (AWS JSON 1.0) is recognised by its
+//! `X-Amz-Target: AmazonSQS.*` header, and rest-json services by their dated path prefix
+//! (`/2015-03-31/...` for Lambda). Other protocols (rest-xml S3 by the SigV4 scope) slot
+//! in here as new variants; adding one is adding a module plus a line in
+//! [`Protocol::classify`].
 
 use axum::body::Body;
 use axum::response::Response;
-use http::{HeaderValue, Method, Request};
+use http::{HeaderMap, HeaderValue, Method, Request};
 use percent_encoding::percent_decode_str;
 
-use crate::{ApiError, Call, Frontend, admin, json_response, lambda};
+use crate::{ApiError, Call, Frontend, admin, json_response, lambda, sqs};
 
 /// The protocols this endpoint speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +21,8 @@ pub enum Protocol {
     Admin,
     /// The Lambda control plane (rest-json).
     Lambda,
+    /// SQS (AWS JSON 1.0, operation in `X-Amz-Target`).
+    Sqs,
     /// Nothing we recognise.
     Unknown,
 }
@@ -29,6 +32,7 @@ pub enum Protocol {
 pub enum Operation {
     Admin(admin::Op),
     Lambda(lambda::Op),
+    Sqs(sqs::Op),
 }
 
 /// What the dispatcher needs to know about an operation before running it.
@@ -44,6 +48,8 @@ impl Protocol {
         let path = req.uri().path();
         if path == "/ember" || path.starts_with("/ember/") {
             Protocol::Admin
+        } else if sqs::owns(req.headers()) {
+            Protocol::Sqs
         } else if lambda::owns_path(path) {
             Protocol::Lambda
         } else {
@@ -55,14 +61,21 @@ impl Protocol {
     pub fn signing_name(self) -> &'static str {
         match self {
             Protocol::Admin => "ember",
+            Protocol::Sqs => "sqs",
             Protocol::Lambda | Protocol::Unknown => "lambda",
         }
     }
 
-    pub fn route(self, method: &Method, segments: &[String]) -> Result<Route, ApiError> {
+    pub fn route(
+        self,
+        method: &Method,
+        segments: &[String],
+        headers: &HeaderMap,
+    ) -> Result<Route, ApiError> {
         match self {
             Protocol::Admin => admin::route(method, segments),
             Protocol::Lambda => lambda::route(method, segments),
+            Protocol::Sqs => sqs::route(method, headers),
             Protocol::Unknown => Err(ApiError::unknown_operation()),
         }
     }
@@ -76,13 +89,17 @@ impl Protocol {
         match operation {
             Operation::Admin(op) => admin::execute(frontend, op, call).await,
             Operation::Lambda(op) => lambda::execute(frontend, op, call).await,
+            Operation::Sqs(op) => sqs::execute(frontend, op, call).await,
         }
     }
 
     /// The error in this protocol's wire shape. rest-json (Lambda, Ember): the code in the
     /// `x-amzn-ErrorType` header, and `{"Type": "User"|"Service", "message": ...}` (plus
-    /// `"Reason"` when the error has one).
+    /// `"Reason"` when the error has one). SQS: see [`sqs::render_error`].
     pub fn render_error(self, error: &ApiError) -> Response {
+        if self == Protocol::Sqs {
+            return sqs::render_error(error);
+        }
         let kind = if error.is_client_error() {
             "User"
         } else {

@@ -30,6 +30,8 @@ pub struct Reply {
     pub function_error: Option<String>,
     /// `X-Amz-Log-Result` of an Invoke, decoded.
     pub log_result: Option<String>,
+    /// `X-Ember-Placement` of an Invoke: warm, pooled or cold.
+    pub placement: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -176,6 +178,7 @@ impl Client {
         let error_type =
             header("x-amzn-errortype").map(|v| v.split(':').next().unwrap_or(&v).to_owned());
         let function_error = header("x-amz-function-error");
+        let placement = header("x-ember-placement");
         let log_result = header("x-amz-log-result").and_then(|b64| {
             use base64::Engine;
             let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
@@ -192,6 +195,7 @@ impl Client {
             error_type,
             function_error,
             log_result,
+            placement,
             body,
         })
     }

@@ -28,7 +28,8 @@ pub struct ServeArgs {
     #[arg(long, env = "EMBER_REGION")]
     pub region: Option<String>,
     /// TOML config file (keys: data_dir, listen, region, [code] max_unzipped_bytes,
-    /// max_entries, [limits] account_concurrency, [pool] "<runtime>" = <size>)
+    /// max_entries, [limits] account_concurrency, [pool] "<runtime>" = <size>,
+    /// [sandboxes] idle_timeout_secs, memory_budget_mib)
     #[arg(long, env = "EMBER_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -46,6 +47,8 @@ struct FileConfig {
     limits: LimitsConfig,
     /// Warming pool size per runtime, e.g. `"python3.11" = 4`.
     pool: Option<BTreeMap<String, usize>>,
+    #[serde(default)]
+    sandboxes: SandboxesConfig,
 }
 
 /// `[limits]`: concurrency.
@@ -54,6 +57,15 @@ struct FileConfig {
 struct LimitsConfig {
     /// Concurrent executions per account (default 1000).
     account_concurrency: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SandboxesConfig {
+    /// Idle sandboxes are torn down after this many seconds (default 600).
+    idle_timeout_secs: Option<u64>,
+    /// Memory for all sandboxes together, in MiB (default: 3/4 of the machine's RAM).
+    memory_budget_mib: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,6 +83,8 @@ pub struct ServeConfig {
     pub frontend: ember_api::Config,
     /// Warming pool targets per runtime; `None`: the defaults for the host's runtimes.
     pub pool: Option<BTreeMap<String, usize>>,
+    pub idle_timeout: std::time::Duration,
+    pub memory_budget_bytes: u64,
 }
 
 impl ServeArgs {
@@ -117,8 +131,27 @@ impl ServeArgs {
                 account_concurrency_limit,
             },
             pool: file.pool,
+            idle_timeout: std::time::Duration::from_secs(
+                file.sandboxes.idle_timeout_secs.unwrap_or(600),
+            ),
+            memory_budget_bytes: match file.sandboxes.memory_budget_mib {
+                Some(mib) => mib << 20,
+                None => default_memory_budget(),
+            },
         })
     }
+}
+
+/// Three quarters of the machine's memory (`MemTotal`), or 2 GiB if it cannot be read.
+fn default_memory_budget() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(2 << 30, |kib| kib * 1024 / 4 * 3)
 }
 
 fn load(path: &Path) -> Result<FileConfig> {

@@ -196,6 +196,9 @@ fn invoke(client: &Client, name: &str, payload: &str, log: bool) -> Result<()> {
     }
     if let Some(tail) = &reply.log_result {
         eprint!("{tail}");
+        if let Some(placement) = &reply.placement {
+            eprintln!("placement: {placement}");
+        }
     }
     println!("{}", String::from_utf8_lossy(&reply.body));
     if reply.function_error.is_some() {
@@ -313,8 +316,16 @@ fn pool(client: &Client, command: Option<PoolCommand>) -> Result<()> {
             f["Busy"]
         );
     }
-    let mib = status["MemoryBytes"].as_u64().unwrap_or(0) as f64 / (1 << 20) as f64;
-    println!("\nmemory held by idle and pooled sandboxes: {mib:.1} MiB");
+    let mib = |v: &Value| v.as_u64().unwrap_or(0) as f64 / (1 << 20) as f64;
+    println!(
+        "\nmemory in use by idle and pooled sandboxes: {:.1} MiB",
+        mib(&status["MemoryBytes"])
+    );
+    println!(
+        "memory budget: {:.0} MiB of {:.0} MiB reserved (the memory limits of all sandboxes)",
+        mib(&status["MemoryBudget"]["Reserved"]),
+        mib(&status["MemoryBudget"]["Limit"])
+    );
     Ok(())
 }
 

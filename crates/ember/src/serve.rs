@@ -10,14 +10,14 @@ use anyhow::{Context, Result};
 use ember_sandbox::{Environment, EnvironmentConfig};
 use ember_store::package::CodeStore;
 use ember_store::{AccessKey, SqliteStore, Store};
+use ember_worker::budget::FixedKeepAlive;
 use ember_worker::{WorkerConfig, WorkerManager};
 
 use crate::config::ServeConfig;
 use crate::credentials::{self, KeyPair};
 
-/// Idle sandboxes are torn down after this long (Lambda keeps them for minutes too).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
-const REAP_INTERVAL: Duration = Duration::from_secs(15);
+/// Longest interval between health checks of idle and pooled sandboxes.
+const REAP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Default warming pool: two booted Python runtimes and one Node.js runtime (Node costs
 /// ~40 MiB idle) for each version this host has.
@@ -102,7 +102,8 @@ pub async fn run(config: ServeConfig) -> Result<()> {
             data_dir: data_dir.clone(),
             region: config.frontend.region.clone(),
             code_limits: config.frontend.code_limits,
-            idle_timeout: IDLE_TIMEOUT,
+            keep_alive: Arc::new(FixedKeepAlive(config.idle_timeout)),
+            memory_budget_bytes: config.memory_budget_bytes,
             pool_targets: config.pool.clone().unwrap_or_else(default_pool),
         },
         env,
@@ -110,10 +111,13 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     )
     .context("setting up the worker manager")?;
     worker.start_pool();
+    // Often enough to honour short idle timeouts, at most every few seconds otherwise.
+    let health_interval =
+        (config.idle_timeout / 2).clamp(Duration::from_millis(200), REAP_INTERVAL);
     let reaper = tokio::spawn({
         let worker = worker.clone();
         async move {
-            let mut tick = tokio::time::interval(REAP_INTERVAL);
+            let mut tick = tokio::time::interval(health_interval);
             loop {
                 tick.tick().await;
                 let reaped = worker.reap_idle();

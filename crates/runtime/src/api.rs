@@ -97,6 +97,8 @@ struct Current {
 }
 
 struct Shared {
+    /// Events handed to the runtime so far.
+    dispatched: std::sync::atomic::AtomicU64,
     next_rx: tokio::sync::Mutex<mpsc::Receiver<Pending>>,
     /// Taken by the first (and only) assignment request.
     assignment_rx: tokio::sync::Mutex<Option<oneshot::Receiver<Assignment>>>,
@@ -106,6 +108,7 @@ struct Shared {
 
 /// The host's handle on one sandbox's Runtime API server. Dropping it stops the server.
 pub struct RuntimeApi {
+    shared: Arc<Shared>,
     next_tx: mpsc::Sender<Pending>,
     assignment_tx: Mutex<Option<oneshot::Sender<Assignment>>>,
     init: watch::Receiver<InitState>,
@@ -127,6 +130,7 @@ impl RuntimeApi {
         let (init_tx, init_rx) = watch::channel(InitState::Initializing);
         let (assignment_tx, assignment_rx) = oneshot::channel();
         let shared = Arc::new(Shared {
+            dispatched: std::sync::atomic::AtomicU64::new(0),
             next_rx: tokio::sync::Mutex::new(next_rx),
             assignment_rx: tokio::sync::Mutex::new(Some(assignment_rx)),
             current: Mutex::new(None),
@@ -141,7 +145,7 @@ impl RuntimeApi {
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .route("/2018-06-01/runtime/ember/assignment", get(assignment))
-            .with_state(shared);
+            .with_state(shared.clone());
         let server = tokio::spawn(async move {
             use axum::serve::ListenerExt;
             let listener = listener.tap_io(|tcp| {
@@ -152,6 +156,7 @@ impl RuntimeApi {
             }
         });
         Ok(RuntimeApi {
+            shared,
             next_tx,
             assignment_tx: Mutex::new(Some(assignment_tx)),
             init: init_rx,
@@ -204,6 +209,14 @@ impl RuntimeApi {
                 });
             }
         }
+    }
+
+    /// How many events the runtime has received. An invocation whose runtime died before
+    /// this moved never reached the function, so it may safely run elsewhere.
+    pub fn dispatched(&self) -> u64 {
+        self.shared
+            .dispatched
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Whether the runtime has finished init.
@@ -278,6 +291,9 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
     if let Some(v) = &inv.cognito_identity {
         header(h, "lambda-runtime-cognito-identity", v);
     }
+    shared
+        .dispatched
+        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     *shared.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(Current {
         request_id: inv.request_id,
         dispatched: Instant::now(),

@@ -21,6 +21,7 @@ use ember_sandbox::{Environment, Sandbox, SandboxSpec};
 use ember_store::Function;
 use ember_store::package::{CodeStore, Limits};
 
+use crate::budget::{Budget, KeepAlive, Reservation};
 use crate::code_cache::CodeCache;
 use crate::logs::{self, LogTap, Report};
 use crate::runtimes::{HostRuntimes, RUNTIME_DIR};
@@ -36,8 +37,10 @@ pub struct WorkerConfig {
     pub data_dir: PathBuf,
     pub region: String,
     pub code_limits: Limits,
-    /// Idle sandboxes are destroyed after this long unused.
-    pub idle_timeout: Duration,
+    /// When idle sandboxes are torn down.
+    pub keep_alive: Arc<dyn KeepAlive>,
+    /// Memory (the sum of sandboxes' memory limits) this node gives to sandboxes.
+    pub memory_budget_bytes: u64,
     /// Warming pool: how many booted, unassigned sandboxes to keep per runtime.
     pub pool_targets: BTreeMap<String, usize>,
 }
@@ -87,6 +90,10 @@ pub enum InvokeError {
     /// A sandbox could not be made: a platform failure, not the function's.
     #[error("could not start a sandbox: {0}")]
     Sandbox(String),
+    /// The node's memory budget is taken by running sandboxes; nothing idle could be
+    /// evicted to make room.
+    #[error("this Ember node has no memory left for another sandbox")]
+    OutOfCapacity,
     /// The function's own entry point (a `provided` runtime's `bootstrap`) cannot be run:
     /// the function's fault, reported to the caller as `Runtime.InvalidEntrypoint`.
     #[error("the function's entry point cannot be run: {0}")]
@@ -99,6 +106,8 @@ struct Worker {
     api: RuntimeApi,
     log: LogTap,
     last_used: Instant,
+    /// The sandbox's memory limit, held against the node's budget while it lives.
+    memory: Reservation,
 }
 
 /// Idle workers are keyed by account, function and revision: a worker is only ever reused
@@ -122,6 +131,7 @@ impl Key {
 
 struct Inner {
     config: WorkerConfig,
+    budget: Budget,
     /// Booted, unassigned workers per runtime: they belong to no account yet.
     pool: Mutex<HashMap<String, Vec<Worker>>>,
     pool_targets: Mutex<BTreeMap<String, usize>>,
@@ -175,6 +185,7 @@ impl WorkerManager {
             .map_err(std::io::Error::other)?;
         Ok(WorkerManager {
             inner: Arc::new(Inner {
+                budget: Budget::new(config.memory_budget_bytes),
                 pool: Mutex::new(HashMap::new()),
                 pool_targets: Mutex::new(config.pool_targets.clone()),
                 refill: tokio::sync::Notify::new(),
@@ -204,52 +215,67 @@ impl WorkerManager {
         }
         let key = Key::of(f);
         let _busy = BusyGuard::enter(&self.inner, &key);
-        // Placement: warm, else pooled, else cold.
-        let (init, placement) = match self.take_idle(&key) {
-            Some(worker) => (Init::Ready(Box::new(worker), None), Placement::Warm),
-            None => match self.take_pooled(f) {
-                Some(pooled) => (self.specialize(pooled, f).await?, Placement::Pooled),
-                None => (self.start(f).await?, Placement::Cold),
-            },
-        };
-        let (mut worker, init_duration) = match init {
-            Init::Ready(worker, took) => (*worker, took),
-            Init::Failed(payload, output) => {
-                let report = Report {
-                    duration: Duration::ZERO,
-                    memory_size_mb: f.memory_size,
-                    max_memory_used_mb: 0,
-                    init_duration: None,
-                };
-                return Ok(InvokeResponse {
-                    payload,
-                    function_error: true,
-                    log: logs::invocation_log(&request.request_id, "$LATEST", &output, &report),
-                    placement,
-                });
+        // Placement: warm, else pooled, else cold. A warm sandbox that turns out to have
+        // died while idle, before its runtime took the event, is replaced once: the event
+        // never reached the function.
+        let mut attempts = 0;
+        let (mut worker, placement, init_duration, started, result) = loop {
+            attempts += 1;
+            let (init, placement) = match self.take_idle(&key) {
+                Some(worker) => (Init::Ready(Box::new(worker), None), Placement::Warm),
+                None => match self.take_pooled(f) {
+                    Some(pooled) => (self.specialize(pooled, f).await?, Placement::Pooled),
+                    None => (self.start(f).await?, Placement::Cold),
+                },
+            };
+            let (worker, init_duration) = match init {
+                Init::Ready(worker, took) => (*worker, took),
+                Init::Failed(payload, output) => {
+                    let report = Report {
+                        duration: Duration::ZERO,
+                        memory_size_mb: f.memory_size,
+                        max_memory_used_mb: 0,
+                        init_duration: None,
+                    };
+                    return Ok(InvokeResponse {
+                        payload,
+                        function_error: true,
+                        log: logs::invocation_log(&request.request_id, "$LATEST", &output, &report),
+                        placement,
+                    });
+                }
+            };
+            tracing::debug!(function = %f.name, ?placement, "placed");
+            let timeout = Duration::from_secs(u64::from(f.timeout));
+            let invocation = Invocation {
+                request_id: request.request_id.clone(),
+                payload: request.payload.clone(),
+                deadline: SystemTime::now() + timeout,
+                function_arn: f.arn(&self.inner.config.region),
+                trace_id: None,
+                client_context: request.client_context.clone(),
+                cognito_identity: None,
+            };
+            let dispatched_before = worker.api.dispatched();
+            let started = Instant::now();
+            let result = tokio::select! {
+                answer = worker.api.invoke(invocation) => match answer {
+                    Ok(done) => Ended::Answered(done.outcome),
+                    Err(_) => Ended::Died,
+                },
+                _ = tokio::time::sleep(timeout) => Ended::TimedOut,
+                _ = died(&worker.sandbox) => Ended::Died,
+            };
+            let undelivered =
+                matches!(result, Ended::Died) && worker.api.dispatched() == dispatched_before;
+            if undelivered && placement == Placement::Warm && attempts < 2 {
+                tracing::info!(function = %f.name, "a warm sandbox died while idle; using another");
+                destroy(worker);
+                continue;
             }
+            break (worker, placement, init_duration, started, result);
         };
-        tracing::debug!(function = %f.name, ?placement, "placed");
-
         let timeout = Duration::from_secs(u64::from(f.timeout));
-        let invocation = Invocation {
-            request_id: request.request_id.clone(),
-            payload: request.payload.clone(),
-            deadline: SystemTime::now() + timeout,
-            function_arn: f.arn(&self.inner.config.region),
-            trace_id: None,
-            client_context: request.client_context.clone(),
-            cognito_identity: None,
-        };
-        let started = Instant::now();
-        let result = tokio::select! {
-            answer = worker.api.invoke(invocation) => match answer {
-                Ok(done) => Ended::Answered(done.outcome),
-                Err(_) => Ended::Died,
-            },
-            _ = tokio::time::sleep(timeout) => Ended::TimedOut,
-            _ = died(&worker.sandbox) => Ended::Died,
-        };
         let duration = started.elapsed();
         let mut output = worker.log.take().await;
         let id = &request.request_id;
@@ -324,23 +350,40 @@ impl WorkerManager {
         idle.entry(key).or_default().push(worker);
     }
 
-    /// Destroy workers idle longer than the idle timeout. Returns how many went.
+    /// The periodic health check: destroy idle workers the keep-alive policy retires and
+    /// idle or pooled workers whose runtime died (the pool is refilled). Returns how many
+    /// went.
     pub fn reap_idle(&self) -> usize {
-        let timeout = self.inner.config.idle_timeout;
+        let policy = self.inner.config.keep_alive.clone();
         let mut expired = Vec::new();
         {
             let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
             for workers in idle.values_mut() {
                 let (old, keep): (Vec<Worker>, Vec<Worker>) = workers
                     .drain(..)
-                    .partition(|w| w.last_used.elapsed() >= timeout || !w.sandbox.is_alive());
+                    .partition(|w| policy.retire(w.last_used.elapsed()) || !w.sandbox.is_alive());
                 *workers = keep;
                 expired.extend(old);
             }
             idle.retain(|_, workers| !workers.is_empty());
         }
-        let count = expired.len();
-        expired.into_iter().for_each(destroy);
+        // Pooled sandboxes whose runtime died are replaced.
+        let dead: Vec<Worker> = {
+            let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.values_mut()
+                .flat_map(|workers| {
+                    let (dead, alive): (Vec<Worker>, Vec<Worker>) =
+                        workers.drain(..).partition(|w| !w.sandbox.is_alive());
+                    *workers = alive;
+                    dead
+                })
+                .collect()
+        };
+        if !dead.is_empty() {
+            self.inner.refill.notify_one();
+        }
+        let count = expired.len() + dead.len();
+        expired.into_iter().chain(dead).for_each(destroy);
         count
     }
 
@@ -381,6 +424,7 @@ impl WorkerManager {
     /// Start a sandbox for `f` and wait for its runtime to finish init (cold start).
     async fn start(&self, f: &Function) -> Result<Init, InvokeError> {
         let started = Instant::now();
+        let memory = self.reserve(u64::from(f.memory_size) << 20)?;
         let inner = self.inner.clone();
         let function = f.clone();
         let spawned = tokio::task::spawn_blocking(move || inner.spawn(&function))
@@ -394,14 +438,108 @@ impl WorkerManager {
             }
             Err(e) => return Err(e),
         };
-        let worker = attach(sandbox)?;
+        let worker = attach(sandbox, memory)?;
         Ok(await_init(worker, started).await)
+    }
+
+    /// Reserve `bytes` of the memory budget, evicting least-recently-used idle sandboxes
+    /// (then pooled ones) while it does not fit.
+    fn reserve(&self, bytes: u64) -> Result<Reservation, InvokeError> {
+        self.check_room(bytes)?;
+        loop {
+            if let Some(reservation) = self.inner.budget.try_reserve(bytes) {
+                return Ok(reservation);
+            }
+            if !self.evict_one() {
+                return Err(InvokeError::OutOfCapacity);
+            }
+        }
+    }
+
+    /// Fail at once when `bytes` more could not fit even after evicting every idle and
+    /// pooled sandbox: evicting them would cost their users and gain nothing.
+    fn check_room(&self, bytes: u64) -> Result<(), InvokeError> {
+        let evictable: u64 = {
+            let idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+            idle.values()
+                .flatten()
+                .map(|w| w.memory.bytes())
+                .sum::<u64>()
+        } + {
+            let pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.values()
+                .flatten()
+                .map(|w| w.memory.bytes())
+                .sum::<u64>()
+        };
+        let budget = &self.inner.budget;
+        if budget
+            .used()
+            .saturating_sub(evictable)
+            .saturating_add(bytes)
+            > budget.limit()
+        {
+            return Err(InvokeError::OutOfCapacity);
+        }
+        Ok(())
+    }
+
+    /// Destroy the least recently used idle sandbox, or else one pooled sandbox. False if
+    /// there is neither.
+    fn evict_one(&self) -> bool {
+        let victim = {
+            let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let oldest = idle
+                .iter()
+                .flat_map(|(key, workers)| {
+                    workers
+                        .iter()
+                        .enumerate()
+                        .map(move |(i, w)| (key, i, w.last_used))
+                })
+                .min_by_key(|(_, _, used)| *used)
+                .map(|(key, i, _)| (key.clone(), i));
+            oldest.map(|(key, i)| {
+                let workers = idle.get_mut(&key).expect("the key was just found");
+                let worker = workers.remove(i);
+                if workers.is_empty() {
+                    idle.remove(&key);
+                }
+                worker
+            })
+        };
+        let victim = victim.or_else(|| {
+            let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.values_mut().find_map(Vec::pop)
+        });
+        match victim {
+            Some(worker) => {
+                tracing::debug!(
+                    sandbox = worker.sandbox.id(),
+                    "evicted to stay within the memory budget"
+                );
+                destroy(worker);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Give a pooled worker its function: code at `/var/task`, the function's memory
     /// limit, then the handler and environment; wait for its init.
-    async fn specialize(&self, worker: Worker, f: &Function) -> Result<Init, InvokeError> {
+    async fn specialize(&self, mut worker: Worker, f: &Function) -> Result<Init, InvokeError> {
         let started = Instant::now();
+        let wanted = u64::from(f.memory_size) << 20;
+        if let Err(e) = self.check_room(wanted.saturating_sub(worker.memory.bytes())) {
+            destroy(worker);
+            return Err(e);
+        }
+        while !worker.memory.resize(&self.inner.budget, wanted) {
+            if !self.evict_one() {
+                destroy(worker);
+                return Err(InvokeError::OutOfCapacity);
+            }
+        }
         let inner = self.inner.clone();
         let (sha, memory) = (f.code_sha256.clone(), u64::from(f.memory_size) << 20);
         let worker = tokio::task::spawn_blocking(move || -> Result<Worker, InvokeError> {
@@ -500,8 +638,20 @@ impl WorkerManager {
                 match booted {
                     Ok(worker) if manager.inner.closed.load(Ordering::Acquire) => destroy(worker),
                     Ok(worker) => {
+                        // The target may have been lowered while this one booted.
+                        let target = manager.inner.pool_target(&runtime);
                         let mut pool = manager.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-                        pool.entry(runtime).or_default().push(worker);
+                        let workers = pool.entry(runtime).or_default();
+                        if workers.len() < target {
+                            workers.push(worker);
+                        } else {
+                            drop(pool);
+                            destroy(worker);
+                        }
+                    }
+                    Err(InvokeError::OutOfCapacity) => {
+                        tracing::debug!(%runtime, "the memory budget is full: the pool waits");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                     Err(e) => {
                         tracing::warn!(%runtime, error = %e, "could not add a sandbox to the warming pool");
@@ -514,12 +664,18 @@ impl WorkerManager {
 
     /// Boot one unassigned sandbox of `runtime` for the pool.
     async fn boot_pooled(&self, runtime: &str) -> Result<Worker, InvokeError> {
+        // The pool never evicts warm sandboxes: it only uses memory nobody needs.
+        let memory = self
+            .inner
+            .budget
+            .try_reserve(POOL_MEMORY_BYTES)
+            .ok_or(InvokeError::OutOfCapacity)?;
         let inner = self.inner.clone();
         let name = runtime.to_owned();
         let sandbox = tokio::task::spawn_blocking(move || inner.spawn_pooled(&name))
             .await
             .map_err(|e| InvokeError::Sandbox(e.to_string()))??;
-        let worker = attach(sandbox)?;
+        let worker = attach(sandbox, memory)?;
         let booted = tokio::select! {
             booted = worker.api.booted() => booted.map_err(|f| f.error_type),
             _ = tokio::time::sleep(INIT_TIMEOUT) => Err("boot timed out".to_owned()),
@@ -613,6 +769,8 @@ impl WorkerManager {
             runtimes,
             functions: functions.into_values().collect(),
             memory_bytes,
+            budget_used_bytes: self.inner.budget.used(),
+            budget_bytes: self.inner.budget.limit(),
         }
     }
 }
@@ -624,6 +782,9 @@ pub struct Status {
     pub functions: Vec<FunctionStatus>,
     /// Memory charged to all idle and pooled sandboxes.
     pub memory_bytes: u64,
+    /// Memory limits of all live sandboxes, against the budget.
+    pub budget_used_bytes: u64,
+    pub budget_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -686,7 +847,7 @@ impl Drop for BusyGuard<'_> {
 }
 
 /// Serve the Runtime API and collect the log of a freshly spawned sandbox.
-fn attach(mut sandbox: Sandbox) -> Result<Worker, InvokeError> {
+fn attach(mut sandbox: Sandbox, memory: Reservation) -> Result<Worker, InvokeError> {
     let sandbox_error = |what: &str| InvokeError::Sandbox(what.to_owned());
     let listener = sandbox
         .runtime_api_listener()
@@ -701,6 +862,7 @@ fn attach(mut sandbox: Sandbox) -> Result<Worker, InvokeError> {
         api,
         log,
         last_used: Instant::now(),
+        memory,
     })
 }
 
@@ -745,6 +907,11 @@ impl Inner {
     /// whose runtime *is* the code).
     fn poolable(&self, runtime: &str) -> bool {
         !runtime.starts_with("provided") && self.runtimes.get(runtime).is_some()
+    }
+
+    fn pool_target(&self, runtime: &str) -> usize {
+        let targets = self.pool_targets.lock().unwrap_or_else(|e| e.into_inner());
+        targets.get(runtime).copied().unwrap_or(0)
     }
 
     /// The first runtime whose pool, counting the sandboxes `booting`, is below its target.

@@ -14,7 +14,7 @@ use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use ember_worker::{InvokeError, InvokeRequest, logs};
+use ember_worker::{InvokeError, InvokeRequest, Placement, logs};
 use http::{HeaderValue, StatusCode};
 
 use crate::{ApiError, Call, Frontend, empty_response};
@@ -101,12 +101,20 @@ pub async fn invoke(frontend: &Frontend, call: &Call, raw: &str) -> Result<Respo
                 "InvalidRuntimeException",
                 format!("The runtime {runtime} is not available on this Ember node"),
             ),
+            InvokeError::OutOfCapacity => {
+                ApiError::too_many_requests("ConcurrentInvocationLimitExceeded")
+            }
             InvokeError::Sandbox(detail) | InvokeError::Entrypoint(detail) => {
                 ApiError::internal(detail)
             }
         })?;
     drop(permit);
-    tracing::debug!(placement = ?outcome.placement, error = outcome.function_error, "invoked");
+    let placement = match outcome.placement {
+        Placement::Warm => "warm",
+        Placement::Pooled => "pooled",
+        Placement::Cold => "cold",
+    };
+    tracing::info!(function = %call_target(call), placement, error = outcome.function_error, "invoked");
 
     let mut response = Response::new(Body::from(outcome.payload));
     let h = response.headers_mut();
@@ -118,6 +126,8 @@ pub async fn invoke(frontend: &Frontend, call: &Call, raw: &str) -> Result<Respo
         "x-amz-executed-version",
         HeaderValue::from_static("$LATEST"),
     );
+    // Where the invocation ran: an idle sandbox of the function, a pooled one, or a new one.
+    h.insert("x-ember-placement", HeaderValue::from_static(placement));
     if outcome.function_error {
         h.insert(
             "x-amz-function-error",
@@ -131,4 +141,9 @@ pub async fn invoke(frontend: &Frontend, call: &Call, raw: &str) -> Result<Respo
         }
     }
     Ok(response)
+}
+
+/// The function name as the caller gave it, for the log.
+fn call_target(call: &Call) -> &str {
+    call.segments.get(2).map_or("", String::as_str)
 }
