@@ -5,7 +5,9 @@
 //!   fsync'd commit costs here, i.e. the rate a queue without group commit would reach;
 //! - 1 sender: one task sending one message at a time (each waits for its commit);
 //! - 64 senders: 64 tasks doing the same concurrently (group commit batches them);
-//! - 64 senders × batches of 10: SendMessageBatch-sized sends.
+//! - 64 senders × batches of 10: SendMessageBatch-sized sends;
+//! - consume: 1 and 8 consumers draining the queue with receive (10 at a time, leased)
+//!   then a batch delete of what they got — the event-source poller's loop.
 //!
 //! Every send returns only after its transaction is synced, as in production.
 //! `EMBER_BENCH_SECONDS` sets the duration of each measurement (default 3).
@@ -16,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ember_queue::{NewMessage, QueueRef, Queues, SqliteQueues};
+use ember_queue::{NewMessage, QueueRef, Queues, ReceiveRequest, SqliteQueues};
 
 fn seconds() -> Duration {
     let s = std::env::var("EMBER_BENCH_SECONDS")
@@ -76,6 +78,47 @@ async fn sends(queues: Arc<SqliteQueues>, queue: QueueRef, senders: usize, batch
     sent.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Drain `queue` with `consumers` tasks doing receive-10 + delete-10; messages/s.
+async fn consume(queues: Arc<SqliteQueues>, queue: QueueRef, consumers: usize) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let duration = seconds();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..consumers {
+        let (queues, queue, done) = (queues.clone(), queue.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            while start.elapsed() < duration {
+                let got = queues
+                    .receive(
+                        &queue,
+                        ReceiveRequest {
+                            max_messages: 10,
+                            visibility_timeout: Some(60),
+                            wait: Some(Duration::ZERO),
+                        },
+                    )
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    break;
+                }
+                let handles = got
+                    .into_iter()
+                    .map(|m| m.receipt_handle)
+                    .collect::<Vec<_>>();
+                let n = handles.len() as u64;
+                let results = queues.delete_messages(&queue, handles).await.unwrap();
+                assert!(results.iter().all(Result::is_ok));
+                done.fetch_add(n, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
 fn main() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -97,6 +140,13 @@ fn main() {
             println!(
                 "SendMessage, {senders:>2} sender(s), {batch:>2} per call       {rate:>9.0} msg/s  ({:.1}x floor)",
                 rate / floor
+            );
+        }
+        let backlog = queues.counts(&queue).await.unwrap().visible;
+        for consumers in [1, 8] {
+            let rate = consume(queues.clone(), queue.clone(), consumers).await;
+            println!(
+                "receive 10 + delete 10, {consumers} consumer(s)      {rate:>9.0} msg/s  (backlog {backlog})"
             );
         }
     });

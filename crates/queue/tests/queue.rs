@@ -474,6 +474,51 @@ async fn retention_and_delay() {
 }
 
 #[tokio::test]
+async fn sweep_reclaims_expired_messages() {
+    let f = fixture();
+    let fifo = create(
+        &f,
+        "sweep.fifo",
+        &[("FifoQueue", "true"), ("MessageRetentionPeriod", "60")],
+    )
+    .await;
+    send(&f, &fifo, fifo_msg("old", "g")).await;
+    f.clock.advance_ms(30_000);
+    let young = f
+        .queues
+        .send(&fifo, vec![fifo_msg("young", "g")])
+        .await
+        .unwrap();
+    let young_seq = young[0].as_ref().unwrap().sequence_number.clone().unwrap();
+    // More than a minute after the last sweep (at open), the writer sweeps after the next
+    // batch; a second command waits for that sweep to finish.
+    f.clock.advance_ms(31_000);
+    let other = create(&f, "sweep-trigger", &[]).await;
+    send(&f, &other, msg("x")).await;
+
+    let db = rusqlite::Connection::open(f.dir.path().join("queues.db")).unwrap();
+    let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        count(
+            "SELECT COUNT(*) FROM messages m JOIN queues q ON q.id = m.queue_id WHERE q.name = 'sweep.fifo'"
+        ),
+        1
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM bodies"),
+        2,
+        "young and the trigger's"
+    );
+    let head = count("SELECT head_seq FROM fifo_groups");
+    assert_eq!(format!("{head:020}"), young_seq);
+    let got = recv(&f, &fifo, 10).await;
+    assert_eq!(
+        got.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        ["young"]
+    );
+}
+
+#[tokio::test]
 async fn queue_lifecycle() {
     let f = fixture();
     let queue = create(&f, "life", &[("VisibilityTimeout", "5")]).await;
@@ -825,6 +870,150 @@ mod model {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
         #[test]
         fn standard_queue_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
+            run(ops);
+        }
+    }
+}
+
+/// Model-based test of a FIFO queue with three message groups: whatever the interleaving
+/// of sends, receives, deletes, lease returns and clock moves, a receive returns from
+/// each group exactly a prefix of the group's visible run starting at its oldest message
+/// (nothing from a group whose oldest message is leased), in order, as many as allowed.
+mod fifo_model {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Send { group: u8 },
+        Receive { max: u32, lease: u32 },
+        Delete { pick: usize },
+        Release { pick: usize },
+        Advance { seconds: u32 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u8..3).prop_map(|group| Op::Send { group }),
+            3 => (1u32..=10, 0u32..=4).prop_map(|(max, lease)| Op::Receive { max, lease }),
+            2 => any::<usize>().prop_map(|pick| Op::Delete { pick }),
+            1 => any::<usize>().prop_map(|pick| Op::Release { pick }),
+            2 => (0u32..=5).prop_map(|seconds| Op::Advance { seconds }),
+        ]
+    }
+
+    /// One live message: body, visible at, latest receipt handle.
+    type Entry = (String, i64, Option<String>);
+
+    fn run(ops: Vec<Op>) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let f = fixture();
+            let queue = create(&f, "model.fifo", &[("FifoQueue", "true")]).await;
+            let mut groups: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
+            let mut n = 0;
+            for op in ops {
+                let now = f.clock.now_ms();
+                match op {
+                    Op::Send { group } => {
+                        n += 1;
+                        let (body, group) = (format!("m{n}"), format!("g{group}"));
+                        send(&f, &queue, fifo_msg(&body, &group)).await;
+                        groups.entry(group).or_default().push((body, now, None));
+                    }
+                    Op::Receive { max, lease } => {
+                        let got = f
+                            .queues
+                            .receive(
+                                &queue,
+                                ReceiveRequest {
+                                    max_messages: max,
+                                    visibility_timeout: Some(lease),
+                                    wait: Some(Duration::ZERO),
+                                },
+                            )
+                            .await
+                            .unwrap();
+                        let runs: BTreeMap<String, usize> = groups
+                            .iter()
+                            .map(|(g, msgs)| {
+                                (g.clone(), msgs.iter().take_while(|m| m.1 <= now).count())
+                            })
+                            .collect();
+                        let deliverable: usize = runs.values().sum();
+                        assert_eq!(got.len(), deliverable.min(max as usize));
+                        let mut taken: BTreeMap<String, usize> = BTreeMap::new();
+                        for m in got {
+                            let group = m.group_id.clone().unwrap();
+                            let k = taken.entry(group.clone()).or_default();
+                            let entry = &mut groups.get_mut(&group).unwrap()[*k];
+                            assert_eq!(m.body, entry.0, "group {group} out of order");
+                            assert!(*k < runs[&group], "beyond the visible run");
+                            entry.1 = now + i64::from(lease) * 1000;
+                            entry.2 = Some(m.receipt_handle);
+                            *k += 1;
+                        }
+                    }
+                    Op::Delete { pick } => {
+                        let leased: Vec<(String, usize)> = groups
+                            .iter()
+                            .flat_map(|(g, msgs)| {
+                                msgs.iter()
+                                    .enumerate()
+                                    .filter(|(_, m)| m.1 > now && m.2.is_some())
+                                    .map(move |(i, _)| (g.clone(), i))
+                            })
+                            .collect();
+                        if leased.is_empty() {
+                            continue;
+                        }
+                        let (g, i) = leased[pick % leased.len()].clone();
+                        let handle = groups[&g][i].2.clone().unwrap();
+                        delete(&f, &queue, &handle).await.unwrap();
+                        groups.get_mut(&g).unwrap().remove(i);
+                    }
+                    Op::Release { pick } => {
+                        let leased: Vec<(String, usize)> = groups
+                            .iter()
+                            .flat_map(|(g, msgs)| {
+                                msgs.iter()
+                                    .enumerate()
+                                    .filter(|(_, m)| m.1 > now && m.2.is_some())
+                                    .map(move |(i, _)| (g.clone(), i))
+                            })
+                            .collect();
+                        if leased.is_empty() {
+                            continue;
+                        }
+                        let (g, i) = leased[pick % leased.len()].clone();
+                        let handle = groups[&g][i].2.clone().unwrap();
+                        f.queues
+                            .change_visibility(
+                                &queue,
+                                vec![VisibilityChange {
+                                    receipt_handle: handle,
+                                    timeout: 0,
+                                }],
+                            )
+                            .await
+                            .unwrap()
+                            .remove(0)
+                            .unwrap();
+                        groups.get_mut(&g).unwrap()[i].1 = now;
+                    }
+                    Op::Advance { seconds } => f.clock.advance_ms(i64::from(seconds) * 1000),
+                }
+            }
+        });
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #[test]
+        fn fifo_queue_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
             run(ops);
         }
     }

@@ -12,6 +12,11 @@
 //! `x-amzn-query-error: <legacy code>;Sender`. SDKs take the legacy code (e.g.
 //! `AWS.SimpleQueueService.NonExistentQueue`) as the error code users match on, and
 //! botocore maps the shape name to the modeled exception (`QueueDoesNotExist`).
+//!
+//! Not implemented: the older query (XML) protocol; permissions, tags and message-move
+//! tasks (they answer `UnsupportedOperation`); `ReceiveRequestAttemptId` (accepted and
+//! ignored: a retried FIFO receive gets fresh messages, not the same ones); the 60-second
+//! wait before a deleted queue's name can be reused (it can be at once).
 
 mod messages;
 mod queues;
