@@ -72,6 +72,8 @@ pub struct Frontend {
     pub concurrency: lambda::concurrency::Concurrency,
     /// The durable queues behind the SQS API.
     pub queues: Arc<dyn Queues>,
+    /// Told about event source mapping changes (the events manager); unset, nobody is.
+    pub mapping_events: std::sync::OnceLock<Arc<dyn MappingEvents>>,
     keys: auth::KeyCache,
     /// Held while code packages are stored or collected, so a package is never removed
     /// between a create storing it and the function row that uses it being written.
@@ -93,8 +95,32 @@ impl Frontend {
             code,
             config,
             worker,
+            mapping_events: std::sync::OnceLock::new(),
             keys: auth::KeyCache::default(),
             code_gc: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+/// Whoever runs event source mappings, told what changed (the frontend itself never polls).
+/// Both calls return at once; the receiver re-reads the store.
+pub trait MappingEvents: Send + Sync {
+    /// A mapping was created, updated or deleted.
+    fn mapping_changed(&self, uuid: &str);
+    /// A function was created or deleted.
+    fn function_changed(&self, account_id: &str, function_name: &str);
+}
+
+impl Frontend {
+    pub(crate) fn notify_mapping(&self, uuid: &str) {
+        if let Some(m) = self.mapping_events.get() {
+            m.mapping_changed(uuid);
+        }
+    }
+
+    pub(crate) fn notify_function(&self, account_id: &str, function_name: &str) {
+        if let Some(m) = self.mapping_events.get() {
+            m.function_changed(account_id, function_name);
         }
     }
 }

@@ -139,18 +139,65 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     let queues =
         ember_queue::SqliteQueues::open(&data_dir.join("queues.db"), &config.frontend.region)
             .with_context(|| format!("opening the queues in {}", data_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let queues: Arc<dyn ember_queue::Queues> = Arc::new(queues);
+    let region = config.frontend.region.clone();
     let frontend = Arc::new(ember_api::Frontend::new(
-        Arc::new(store),
+        store.clone(),
         code,
         config.frontend,
         worker.clone(),
-        Arc::new(queues),
+        queues.clone(),
     ));
-    ember_api::serve(listener, frontend, shutdown_signal()).await?;
+    // Event source mappings: pollers share the frontend's concurrency limiter, so
+    // synchronous invocations and pollers compete for the same slots.
+    frontend
+        .concurrency
+        .ensure_loaded(store.as_ref())
+        .await
+        .map_err(|e| anyhow::anyhow!("loading reserved concurrency: {e}"))?;
+    let events = ember_events::EventsManager::new(
+        store,
+        queues,
+        worker.clone(),
+        frontend.concurrency.shared_limiter(),
+        region,
+    );
+    events
+        .start()
+        .await
+        .context("starting event source mapping pollers")?;
+    let _ = frontend
+        .mapping_events
+        .set(Arc::new(MappingEventsAdapter(events.clone())));
+    let shutdown = {
+        let events = events.clone();
+        async move {
+            shutdown_signal().await;
+            // Pollers stop receiving before the queues' long polls are closed.
+            events.stop_polling();
+        }
+    };
+    ember_api::serve(listener, frontend, shutdown).await?;
+    // In-flight batches finish (and are acknowledged) before sandboxes go.
+    events.shutdown().await;
     reaper.abort();
     tokio::task::spawn_blocking(move || worker.shutdown()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The frontend's view of the events manager.
+struct MappingEventsAdapter(ember_events::EventsManager);
+
+impl ember_api::MappingEvents for MappingEventsAdapter {
+    fn mapping_changed(&self, uuid: &str) {
+        self.0.mapping_changed(uuid);
+    }
+
+    fn function_changed(&self, account_id: &str, function_name: &str) {
+        self.0.function_changed(account_id, function_name);
+    }
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {

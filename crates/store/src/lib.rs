@@ -18,7 +18,10 @@ mod sqlite;
 
 use async_trait::async_trait;
 
-pub use model::{AccessKey, Account, AccountUsage, Function, ReserveOutcome, ReservedConcurrency};
+pub use model::{
+    AccessKey, Account, AccountUsage, EventSourceMapping, Function, ReserveOutcome,
+    ReservedConcurrency,
+};
 pub use sqlite::SqliteStore;
 
 /// Errors from the store. Each says what the caller did wrong or what failed underneath.
@@ -96,4 +99,16 @@ pub trait Store: Send + Sync + 'static {
     async fn list_reserved_concurrency(&self) -> Result<Vec<ReservedConcurrency>>;
     /// An account's function count, code bytes and total reserved concurrency.
     async fn account_usage(&self, account_id: &str) -> Result<AccountUsage>;
+
+    /// Insert or replace an event source mapping (by UUID; its account and queue never
+    /// change).
+    async fn put_event_source_mapping(&self, mapping: &EventSourceMapping) -> Result<()>;
+    async fn get_event_source_mapping(&self, uuid: &str) -> Result<Option<EventSourceMapping>>;
+    /// The mappings of one account, or of every account (`None`), by UUID.
+    async fn list_event_source_mappings(
+        &self,
+        account_id: Option<&str>,
+    ) -> Result<Vec<EventSourceMapping>>;
+    /// Delete a mapping; whether it existed.
+    async fn delete_event_source_mapping(&self, uuid: &str) -> Result<bool>;
 }

@@ -175,3 +175,22 @@ mod tests {
         assert_eq!(format_timestamp(t), "2019-09-24T15:43:07.522+0000");
     }
 }
+
+/// An event source mapping from an SQS queue of the same account to a function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSourceMapping {
+    pub uuid: String,
+    pub account_id: String,
+    pub function_name: String,
+    /// The queue's name (in `account_id`).
+    pub queue_name: String,
+    pub batch_size: u32,
+    /// `MaximumBatchingWindowInSeconds`.
+    pub max_batching_window: u32,
+    pub enabled: bool,
+    /// `FunctionResponseTypes` contains `ReportBatchItemFailures`.
+    pub report_batch_item_failures: bool,
+    /// `ScalingConfig.MaximumConcurrency`.
+    pub maximum_concurrency: Option<u32>,
+    pub last_modified_ms: i64,
+}

@@ -12,8 +12,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
 use crate::model::{
-    AccessKey, Account, AccountUsage, Function, ReserveOutcome, ReservedConcurrency,
-    generate_account_id,
+    AccessKey, Account, AccountUsage, EventSourceMapping, Function, ReserveOutcome,
+    ReservedConcurrency, generate_account_id,
 };
 use crate::{Result, Store, StoreError};
 
@@ -63,7 +63,41 @@ CREATE TABLE function_concurrency (
     FOREIGN KEY (account_id, name) REFERENCES functions(account_id, name) ON DELETE CASCADE
 );
 "#,
+    r#"
+CREATE TABLE event_source_mappings (
+    uuid                       TEXT PRIMARY KEY,
+    account_id                 TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    function_name              TEXT NOT NULL,
+    queue_name                 TEXT NOT NULL,
+    batch_size                 INTEGER NOT NULL,
+    max_batching_window        INTEGER NOT NULL,
+    enabled                    INTEGER NOT NULL,
+    report_batch_item_failures INTEGER NOT NULL,
+    maximum_concurrency        INTEGER,
+    last_modified_ms           INTEGER NOT NULL
+);
+CREATE INDEX event_source_mappings_by_account ON event_source_mappings(account_id, function_name);
+"#,
 ];
+
+const MAPPING_SELECT: &str = "SELECT uuid, account_id, function_name, queue_name, batch_size,
+     max_batching_window, enabled, report_batch_item_failures, maximum_concurrency,
+     last_modified_ms FROM event_source_mappings";
+
+fn mapping_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventSourceMapping> {
+    Ok(EventSourceMapping {
+        uuid: r.get(0)?,
+        account_id: r.get(1)?,
+        function_name: r.get(2)?,
+        queue_name: r.get(3)?,
+        batch_size: r.get(4)?,
+        max_batching_window: r.get(5)?,
+        enabled: r.get(6)?,
+        report_batch_item_failures: r.get(7)?,
+        maximum_concurrency: r.get(8)?,
+        last_modified_ms: r.get(9)?,
+    })
+}
 
 /// SQLite-backed [`Store`]. Cheap to clone.
 #[derive(Clone)]
@@ -622,6 +656,76 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn put_event_source_mapping(&self, mapping: &EventSourceMapping) -> Result<()> {
+        let m = mapping.clone();
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO event_source_mappings (uuid, account_id, function_name, queue_name,
+                     batch_size, max_batching_window, enabled, report_batch_item_failures,
+                     maximum_concurrency, last_modified_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (uuid) DO UPDATE SET function_name = excluded.function_name,
+                     batch_size = excluded.batch_size,
+                     max_batching_window = excluded.max_batching_window,
+                     enabled = excluded.enabled,
+                     report_batch_item_failures = excluded.report_batch_item_failures,
+                     maximum_concurrency = excluded.maximum_concurrency,
+                     last_modified_ms = excluded.last_modified_ms",
+                params![
+                    m.uuid,
+                    m.account_id,
+                    m.function_name,
+                    m.queue_name,
+                    m.batch_size,
+                    m.max_batching_window,
+                    m.enabled,
+                    m.report_batch_item_failures,
+                    m.maximum_concurrency,
+                    m.last_modified_ms
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_event_source_mapping(&self, uuid: &str) -> Result<Option<EventSourceMapping>> {
+        let uuid = uuid.to_owned();
+        self.with(move |conn| {
+            Ok(conn
+                .query_row(
+                    &format!("{MAPPING_SELECT} WHERE uuid = ?1"),
+                    [&uuid],
+                    mapping_row,
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn list_event_source_mappings(
+        &self,
+        account_id: Option<&str>,
+    ) -> Result<Vec<EventSourceMapping>> {
+        let account_id = account_id.map(str::to_owned);
+        self.with(move |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "{MAPPING_SELECT} WHERE ?1 IS NULL OR account_id = ?1 ORDER BY uuid"
+            ))?;
+            let rows = stmt.query_map([&account_id], mapping_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn delete_event_source_mapping(&self, uuid: &str) -> Result<bool> {
+        let uuid = uuid.to_owned();
+        self.with(move |conn| {
+            Ok(conn.execute("DELETE FROM event_source_mappings WHERE uuid = ?1", [&uuid])? > 0)
+        })
+        .await
+    }
+
     async fn account_usage(&self, account_id: &str) -> Result<AccountUsage> {
         let account_id = account_id.to_owned();
         self.with(move |conn| {
@@ -780,6 +884,55 @@ mod tests {
             Err(StoreError::AlreadyExists(_))
         ));
         assert_eq!(store.list_accounts().await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn event_source_mappings_are_durable_and_listed_per_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ember.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let (a, _) = store.create_account("a", false).await.unwrap();
+        let (b, _) = store.create_account("b", false).await.unwrap();
+        let mut m = EventSourceMapping {
+            uuid: "u1".into(),
+            account_id: a.id.clone(),
+            function_name: "f".into(),
+            queue_name: "q".into(),
+            batch_size: 10,
+            max_batching_window: 0,
+            enabled: true,
+            report_batch_item_failures: false,
+            maximum_concurrency: None,
+            last_modified_ms: 1,
+        };
+        store.put_event_source_mapping(&m).await.unwrap();
+        let mut other = m.clone();
+        other.uuid = "u2".into();
+        other.account_id = b.id.clone();
+        store.put_event_source_mapping(&other).await.unwrap();
+        m.enabled = false;
+        m.batch_size = 100;
+        m.max_batching_window = 5;
+        m.report_batch_item_failures = true;
+        m.maximum_concurrency = Some(7);
+        store.put_event_source_mapping(&m).await.unwrap();
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store.get_event_source_mapping("u1").await.unwrap(),
+            Some(m.clone())
+        );
+        assert_eq!(
+            store.list_event_source_mappings(Some(&a.id)).await.unwrap(),
+            vec![m.clone()]
+        );
+        assert_eq!(
+            store.list_event_source_mappings(None).await.unwrap().len(),
+            2
+        );
+        assert!(store.delete_event_source_mapping("u1").await.unwrap());
+        assert!(!store.delete_event_source_mapping("u1").await.unwrap());
+        assert_eq!(store.get_event_source_mapping("u1").await.unwrap(), None);
     }
 
     #[tokio::test]

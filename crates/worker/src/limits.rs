@@ -59,6 +59,8 @@ impl std::error::Error for Throttle {}
 struct Slots {
     limit: AtomicU32,
     in_flight: AtomicU32,
+    /// Signalled whenever a slot is freed (for [`ConcurrencyLimiter::acquire`]).
+    freed: tokio::sync::Notify,
 }
 
 impl Slots {
@@ -66,6 +68,7 @@ impl Slots {
         Arc::new(Slots {
             limit: AtomicU32::new(limit),
             in_flight: AtomicU32::new(0),
+            freed: tokio::sync::Notify::new(),
         })
     }
 
@@ -116,6 +119,7 @@ pub struct Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         self.slots.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.slots.freed.notify_waiters();
     }
 }
 
@@ -164,6 +168,64 @@ impl ConcurrencyLimiter {
             .entry(account_id.to_owned())
             .or_insert_with(|| Account::new(self.account_limit));
         Self::take(account, function)
+    }
+
+    /// Wait for an execution slot for `function` in `account_id` (event source pollers:
+    /// capacity first, then messages). Woken when a slot of the limit it waits on is freed;
+    /// a reservation change is noticed within a second.
+    pub async fn acquire(&self, account_id: &str, function: &str) -> Permit {
+        loop {
+            let slots = self.slots_of(account_id, function);
+            {
+                let freed = slots.freed.notified();
+                tokio::pin!(freed);
+                freed.as_mut().enable();
+                if !slots.try_take() {
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), freed).await;
+                    continue;
+                }
+            }
+            return Permit { slots };
+        }
+    }
+
+    /// Wait until `function` could take a slot, without taking one: an event source
+    /// poller waits here before it long-polls, so an idle queue holds no slot that a
+    /// synchronous invocation could use, and then takes its permit with [`Self::acquire`].
+    pub async fn wait_available(&self, account_id: &str, function: &str) {
+        loop {
+            let slots = self.slots_of(account_id, function);
+            let freed = slots.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if slots.in_flight.load(Ordering::Acquire) < slots.limit.load(Ordering::Acquire) {
+                return;
+            }
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), freed).await;
+        }
+    }
+
+    /// The limit `function` runs under: its reservation, else the account's pool.
+    fn slots_of(&self, account_id: &str, function: &str) -> Arc<Slots> {
+        {
+            let accounts = self.accounts.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(account) = accounts.get(account_id) {
+                return account
+                    .reserved
+                    .get(function)
+                    .unwrap_or(&account.unreserved)
+                    .clone();
+            }
+        }
+        let mut accounts = self.accounts.write().unwrap_or_else(|p| p.into_inner());
+        let account = accounts
+            .entry(account_id.to_owned())
+            .or_insert_with(|| Account::new(self.account_limit));
+        account
+            .reserved
+            .get(function)
+            .unwrap_or(&account.unreserved)
+            .clone()
     }
 
     fn take(account: &Account, function: &str) -> Result<Permit, Throttle> {
@@ -281,6 +343,39 @@ mod tests {
         assert!(l.try_acquire(B, "f").is_ok());
         drop(held);
         assert_eq!(take_all(&l, A, "f").len(), 3);
+    }
+
+    #[tokio::test]
+    async fn acquire_waits_for_a_freed_slot() {
+        let l = Arc::new(ConcurrencyLimiter::new(1000));
+        l.reserve(A, "f", 1);
+        let held = l.acquire(A, "f").await;
+        let waiter = tokio::spawn({
+            let l = l.clone();
+            async move { l.acquire(A, "f").await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished());
+        drop(held);
+        let second = tokio::time::timeout(std::time::Duration::from_millis(500), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(l.try_acquire(A, "f").is_err());
+        // wait_available takes nothing: it returns once a slot is free.
+        let available = tokio::spawn({
+            let l = l.clone();
+            async move { l.wait_available(A, "f").await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!available.is_finished());
+        drop(second);
+        tokio::time::timeout(std::time::Duration::from_millis(500), available)
+            .await
+            .unwrap()
+            .unwrap();
+        l.wait_available(A, "f").await;
+        assert!(l.try_acquire(A, "f").is_ok());
     }
 
     #[test]

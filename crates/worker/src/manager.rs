@@ -26,6 +26,14 @@ use crate::code_cache::CodeCache;
 use crate::logs::{self, LogTap, Report};
 use crate::runtimes::{HostRuntimes, RUNTIME_DIR};
 
+/// Sandbox set-ups in flight per core.
+const SETUPS_PER_CORE: usize = 2;
+/// How long an invocation waits for a set-up slot before it is throttled.
+const SETUP_WAIT: Duration = Duration::from_secs(3);
+/// An idle sandbox used more recently than this is not evicted for another function:
+/// under sustained load that would only trade one cold start for another.
+const EVICT_MIN_IDLE: Duration = Duration::from_secs(1);
+
 /// How long a runtime may take to initialise (Lambda's limit for on-demand init).
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a running invocation checks that its sandbox is still alive.
@@ -80,6 +88,9 @@ pub struct InvokeResponse {
     /// The invocation's log: START, the function's output, END, REPORT.
     pub log: String,
     pub placement: Placement,
+    /// When the runtime received the event (the handler started right after); `None` when
+    /// it never did (init failure, a sandbox that died first, a timeout).
+    pub dispatched: Option<Instant>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +143,9 @@ impl Key {
 struct Inner {
     config: WorkerConfig,
     budget: Budget,
+    /// Sandboxes being set up at once (cold starts, specialisations, pool boots): beyond
+    /// a few per core, set-ups only slow each other down until they all time out.
+    setups: tokio::sync::Semaphore,
     /// Booted, unassigned workers per runtime: they belong to no account yet.
     pool: Mutex<HashMap<String, Vec<Worker>>>,
     pool_targets: Mutex<BTreeMap<String, usize>>,
@@ -186,6 +200,9 @@ impl WorkerManager {
         Ok(WorkerManager {
             inner: Arc::new(Inner {
                 budget: Budget::new(config.memory_budget_bytes),
+                setups: tokio::sync::Semaphore::new(
+                    SETUPS_PER_CORE * std::thread::available_parallelism().map_or(1, |n| n.get()),
+                ),
                 pool: Mutex::new(HashMap::new()),
                 pool_targets: Mutex::new(config.pool_targets.clone()),
                 refill: tokio::sync::Notify::new(),
@@ -242,6 +259,7 @@ impl WorkerManager {
                         function_error: true,
                         log: logs::invocation_log(&request.request_id, "$LATEST", &output, &report),
                         placement,
+                        dispatched: None,
                     });
                 }
             };
@@ -260,7 +278,7 @@ impl WorkerManager {
             let started = Instant::now();
             let result = tokio::select! {
                 answer = worker.api.invoke(invocation) => match answer {
-                    Ok(done) => Ended::Answered(done.outcome),
+                    Ok(done) => Ended::Answered(done.outcome, done.dispatched),
                     Err(_) => Ended::Died,
                 },
                 _ = tokio::time::sleep(timeout) => Ended::TimedOut,
@@ -279,9 +297,13 @@ impl WorkerManager {
         let duration = started.elapsed();
         let mut output = worker.log.take().await;
         let id = &request.request_id;
+        let dispatched = match &result {
+            Ended::Answered(_, at) => Some(*at),
+            _ => None,
+        };
         let (payload, function_error, reusable) = match result {
-            Ended::Answered(Outcome::Success(body)) => (body, false, true),
-            Ended::Answered(Outcome::Error { payload, .. }) => (payload, true, true),
+            Ended::Answered(Outcome::Success(body), _) => (body, false, true),
+            Ended::Answered(Outcome::Error { payload, .. }, _) => (payload, true, true),
             Ended::TimedOut => {
                 let message = format!("Task timed out after {:.2} seconds", timeout.as_secs_f64());
                 output.extend_from_slice(format!("{} {id} {message}\n", timestamp()).as_bytes());
@@ -328,6 +350,7 @@ impl WorkerManager {
             function_error,
             log,
             placement,
+            dispatched,
         })
     }
 
@@ -424,6 +447,7 @@ impl WorkerManager {
     /// Start a sandbox for `f` and wait for its runtime to finish init (cold start).
     async fn start(&self, f: &Function) -> Result<Init, InvokeError> {
         let started = Instant::now();
+        let _slot = self.setup_slot().await?;
         let memory = self.reserve(u64::from(f.memory_size) << 20)?;
         let inner = self.inner.clone();
         let function = f.clone();
@@ -456,6 +480,15 @@ impl WorkerManager {
         }
     }
 
+    /// A slot to set up a sandbox in, waiting at most [`SETUP_WAIT`]; beyond that the
+    /// node is overloaded and the invocation is throttled.
+    async fn setup_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, InvokeError> {
+        match tokio::time::timeout(SETUP_WAIT, self.inner.setups.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(InvokeError::OutOfCapacity),
+        }
+    }
+
     /// Fail at once when `bytes` more could not fit even after evicting every idle and
     /// pooled sandbox: evicting them would cost their users and gain nothing.
     fn check_room(&self, bytes: u64) -> Result<(), InvokeError> {
@@ -463,6 +496,7 @@ impl WorkerManager {
             let idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
             idle.values()
                 .flatten()
+                .filter(|w| w.last_used.elapsed() >= EVICT_MIN_IDLE)
                 .map(|w| w.memory.bytes())
                 .sum::<u64>()
         } + {
@@ -498,6 +532,7 @@ impl WorkerManager {
                         .map(move |(i, w)| (key, i, w.last_used))
                 })
                 .min_by_key(|(_, _, used)| *used)
+                .filter(|(_, _, used)| used.elapsed() >= EVICT_MIN_IDLE)
                 .map(|(key, i, _)| (key.clone(), i));
             oldest.map(|(key, i)| {
                 let workers = idle.get_mut(&key).expect("the key was just found");
@@ -529,6 +564,16 @@ impl WorkerManager {
     /// limit, then the handler and environment; wait for its init.
     async fn specialize(&self, mut worker: Worker, f: &Function) -> Result<Init, InvokeError> {
         let started = Instant::now();
+        let _slot = match self.setup_slot().await {
+            Ok(slot) => slot,
+            Err(e) => {
+                // Back to the pool: it was never assigned.
+                let runtime = f.runtime.clone().unwrap_or_default();
+                let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+                pool.entry(runtime).or_default().push(worker);
+                return Err(e);
+            }
+        };
         let wanted = u64::from(f.memory_size) << 20;
         if let Err(e) = self.check_room(wanted.saturating_sub(worker.memory.bytes())) {
             destroy(worker);
@@ -664,6 +709,12 @@ impl WorkerManager {
 
     /// Boot one unassigned sandbox of `runtime` for the pool.
     async fn boot_pooled(&self, runtime: &str) -> Result<Worker, InvokeError> {
+        // Refilling never takes a set-up slot an invocation is waiting for.
+        let _slot = self
+            .inner
+            .setups
+            .try_acquire()
+            .map_err(|_| InvokeError::OutOfCapacity)?;
         // The pool never evicts warm sandboxes: it only uses memory nobody needs.
         let memory = self
             .inner
@@ -897,7 +948,7 @@ async fn await_init(mut worker: Worker, started: Instant) -> Init {
 }
 
 enum Ended {
-    Answered(Outcome),
+    Answered(Outcome, Instant),
     TimedOut,
     Died,
 }
@@ -996,6 +1047,11 @@ impl Inner {
                     m => m,
                 };
                 InvokeError::Entrypoint(format!("Error: fork/exec {program}: {why}"))
+            }
+            // Set-up did not finish in time: the node is overloaded; throttle rather than fail.
+            e @ ember_sandbox::SandboxError::Timeout { .. } => {
+                tracing::warn!(error = %e, "sandbox set-up timed out");
+                InvokeError::OutOfCapacity
             }
             e => InvokeError::Sandbox(e.to_string()),
         })

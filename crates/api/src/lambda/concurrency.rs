@@ -34,7 +34,7 @@ const CODE_SIZE_ZIPPED: u64 = 52_428_800;
 /// The frontend's concurrency state: the limiter, whether it has been loaded from the
 /// store, and the lock that orders changes (store write, then limiter) against each other.
 pub struct Concurrency {
-    limiter: ConcurrencyLimiter,
+    limiter: std::sync::Arc<ConcurrencyLimiter>,
     loaded: tokio::sync::OnceCell<()>,
     changes: tokio::sync::Mutex<()>,
 }
@@ -42,7 +42,7 @@ pub struct Concurrency {
 impl Concurrency {
     pub fn new(account_limit: u32) -> Concurrency {
         Concurrency {
-            limiter: ConcurrencyLimiter::new(account_limit),
+            limiter: std::sync::Arc::new(ConcurrencyLimiter::new(account_limit)),
             loaded: tokio::sync::OnceCell::new(),
             changes: tokio::sync::Mutex::new(()),
         }
@@ -52,9 +52,15 @@ impl Concurrency {
         &self.limiter
     }
 
+    /// The limiter, shared (event source pollers take their permits from it too; call
+    /// [`Concurrency::ensure_loaded`] before handing it out).
+    pub fn shared_limiter(&self) -> std::sync::Arc<ConcurrencyLimiter> {
+        self.limiter.clone()
+    }
+
     /// Load every reservation from the store into the limiter, once. A failed load is
     /// retried by the next caller.
-    async fn ensure_loaded(&self, store: &dyn Store) -> Result<(), ApiError> {
+    pub async fn ensure_loaded(&self, store: &dyn Store) -> Result<(), ApiError> {
         self.loaded
             .get_or_try_init(|| async {
                 for r in store.list_reserved_concurrency().await? {

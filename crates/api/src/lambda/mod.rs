@@ -10,6 +10,7 @@
 pub mod concurrency;
 pub mod config;
 mod invoke;
+pub mod mappings;
 pub mod names;
 
 use std::collections::BTreeMap;
@@ -56,6 +57,11 @@ pub enum Op {
     GetFunctionConcurrency(String),
     DeleteFunctionConcurrency(String),
     GetAccountSettings,
+    CreateEventSourceMapping,
+    ListEventSourceMappings,
+    GetEventSourceMapping(String),
+    UpdateEventSourceMapping(String),
+    DeleteEventSourceMapping(String),
 }
 
 /// Whether a path belongs to the Lambda API: its first segment is an API date.
@@ -95,6 +101,17 @@ pub fn route(method: &Method, segments: &[String]) -> Result<Route, ApiError> {
             Op::DeleteFunctionConcurrency(name(n))
         }
         (&Method::GET, ["2016-08-19", "account-settings"]) => Op::GetAccountSettings,
+        (&Method::POST, [API_VERSION, "event-source-mappings"]) => Op::CreateEventSourceMapping,
+        (&Method::GET, [API_VERSION, "event-source-mappings"]) => Op::ListEventSourceMappings,
+        (&Method::GET, [API_VERSION, "event-source-mappings", u]) => {
+            Op::GetEventSourceMapping(name(u))
+        }
+        (&Method::PUT, [API_VERSION, "event-source-mappings", u]) => {
+            Op::UpdateEventSourceMapping(name(u))
+        }
+        (&Method::DELETE, [API_VERSION, "event-source-mappings", u]) => {
+            Op::DeleteEventSourceMapping(name(u))
+        }
         _ => return Err(ApiError::unknown_operation()),
     };
     let body_limit = match op {
@@ -128,6 +145,11 @@ pub async fn execute(frontend: &Frontend, op: Op, call: Call) -> Result<Response
         Op::GetFunctionConcurrency(n) => concurrency::get(frontend, &call, &n).await,
         Op::DeleteFunctionConcurrency(n) => concurrency::delete(frontend, &call, &n).await,
         Op::GetAccountSettings => concurrency::account_settings(frontend, &call).await,
+        Op::CreateEventSourceMapping => mappings::create(frontend, &call).await,
+        Op::ListEventSourceMappings => mappings::list(frontend, &call).await,
+        Op::GetEventSourceMapping(u) => mappings::get(frontend, &call, &u).await,
+        Op::UpdateEventSourceMapping(u) => mappings::update(frontend, &call, &u).await,
+        Op::DeleteEventSourceMapping(u) => mappings::delete(frontend, &call, &u).await,
     }
 }
 
@@ -419,6 +441,7 @@ async fn create_function(frontend: &Frontend, call: &Call) -> Result<Response, A
         });
     }
     tracing::info!(account = %own, function = %function.name, "created function");
+    frontend.notify_function(&function.account_id, &function.name);
     Ok(json_response(
         StatusCode::CREATED,
         &configuration(frontend, &function),
@@ -681,6 +704,7 @@ async fn delete_function(
         .await?;
     collect_code(frontend, &deleted.code_sha256).await;
     tracing::info!(account = %own, function = %name, "deleted function");
+    frontend.notify_function(own, &name);
     Ok(empty_response(StatusCode::NO_CONTENT))
 }
 
