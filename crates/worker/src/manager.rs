@@ -644,7 +644,8 @@ impl WorkerManager {
     /// [`WorkerManager::shutdown`].
     pub fn start_pool(&self) {
         let manager = self.clone();
-        let parallel = SETUPS_PER_CORE * std::thread::available_parallelism().map_or(1, |n| n.get());
+        let parallel =
+            SETUPS_PER_CORE * std::thread::available_parallelism().map_or(1, |n| n.get());
         tokio::spawn(async move {
             let mut booting: HashMap<String, usize> = HashMap::new();
             let mut tasks = tokio::task::JoinSet::new();

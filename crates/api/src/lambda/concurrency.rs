@@ -23,7 +23,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{function_arn, not_found, parse_json, resolve};
+use super::{existing_function, function_arn, not_found, parse_json, resolve};
 use crate::{ApiError, Call, Frontend, empty_response, json_response};
 
 /// Lambda's quota on the code an account stores (75 GB).
@@ -174,23 +174,8 @@ pub async fn put(frontend: &Frontend, call: &Call, raw: &str) -> Result<Response
     ))
 }
 
-/// The function must exist (else `ResourceNotFoundException`), as Lambda checks.
-async fn existing(
-    frontend: &Frontend,
-    call: &Call,
-    raw: &str,
-    action: &str,
-) -> Result<String, ApiError> {
-    let name = resolve(frontend, call, raw, action)?;
-    let own = &call.caller.account.id;
-    match frontend.store.get_function(own, &name).await? {
-        Some(_) => Ok(name),
-        None => Err(not_found(&function_arn(frontend, own, &name))),
-    }
-}
-
 pub async fn get(frontend: &Frontend, call: &Call, raw: &str) -> Result<Response, ApiError> {
-    let name = existing(frontend, call, raw, "GetFunctionConcurrency").await?;
+    let name = existing_function(frontend, call, raw, "GetFunctionConcurrency").await?;
     let own = &call.caller.account.id;
     let body = match frontend.store.get_reserved_concurrency(own, &name).await? {
         Some(n) => json!({ "ReservedConcurrentExecutions": n }),
@@ -200,7 +185,7 @@ pub async fn get(frontend: &Frontend, call: &Call, raw: &str) -> Result<Response
 }
 
 pub async fn delete(frontend: &Frontend, call: &Call, raw: &str) -> Result<Response, ApiError> {
-    let name = existing(frontend, call, raw, "DeleteFunctionConcurrency").await?;
+    let name = existing_function(frontend, call, raw, "DeleteFunctionConcurrency").await?;
     let own = &call.caller.account.id;
     let concurrency = &frontend.concurrency;
     let _change = concurrency.begin_change(frontend.store.as_ref()).await?;

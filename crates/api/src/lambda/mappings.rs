@@ -16,7 +16,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{function_arn, not_found, parse_json, resolve};
+use super::{existing_function, function_arn, parse_json, resolve};
 use crate::{ApiError, Call, Frontend, json_response};
 
 const DEFAULT_BATCH_SIZE: u32 = 10;
@@ -190,21 +190,6 @@ fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// The function a `FunctionName` names, which must exist in the caller's account.
-async fn function_name(
-    frontend: &Frontend,
-    call: &Call,
-    raw: &str,
-    action: &str,
-) -> Result<String, ApiError> {
-    let name = resolve(frontend, call, raw, action)?;
-    let own = &call.caller.account.id;
-    match frontend.store.get_function(own, &name).await? {
-        Some(_) => Ok(name),
-        None => Err(not_found(&function_arn(frontend, own, &name))),
-    }
-}
-
 fn mapping_not_found() -> ApiError {
     ApiError::not_found("The resource you requested does not exist.")
 }
@@ -232,7 +217,7 @@ pub async fn create(frontend: &Frontend, call: &Call) -> Result<Response, ApiErr
         .as_deref()
         .ok_or_else(|| ApiError::invalid_parameter("FunctionName is required"))?;
     let queue = parse_queue_arn(frontend, call, arn)?;
-    let name = function_name(frontend, call, raw, "CreateEventSourceMapping").await?;
+    let name = existing_function(frontend, call, raw, "CreateEventSourceMapping").await?;
     let fifo = check_queue(frontend, &queue, arn).await?;
     let own = &call.caller.account.id;
     let mut m = EventSourceMapping {
@@ -334,7 +319,8 @@ pub async fn update(frontend: &Frontend, call: &Call, uuid: &str) -> Result<Resp
     }
     let mut m = own_mapping(frontend, call, uuid).await?;
     if let Some(raw) = r.function_name.as_deref() {
-        m.function_name = function_name(frontend, call, raw, "UpdateEventSourceMapping").await?;
+        m.function_name =
+            existing_function(frontend, call, raw, "UpdateEventSourceMapping").await?;
     }
     let fifo = QueueRef::new(&m.account_id, &m.queue_name).is_fifo_name();
     apply(&mut m, &r, fifo)?;

@@ -213,6 +213,22 @@ fn resolve(frontend: &Frontend, call: &Call, raw: &str, action: &str) -> Result<
     }
 }
 
+/// The name of the function `raw` names, which must exist in the caller's account (else
+/// `ResourceNotFoundException`, as Lambda checks).
+pub(crate) async fn existing_function(
+    frontend: &Frontend,
+    call: &Call,
+    raw: &str,
+    action: &str,
+) -> Result<String, ApiError> {
+    let name = resolve(frontend, call, raw, action)?;
+    let own = &call.caller.account.id;
+    match frontend.store.get_function(own, &name).await? {
+        Some(_) => Ok(name),
+        None => Err(not_found(&function_arn(frontend, own, &name))),
+    }
+}
+
 async fn lookup(frontend: &Frontend, call: &Call, raw: &str) -> Result<Function, ApiError> {
     let action = match call.method {
         Method::GET => "GetFunction",
