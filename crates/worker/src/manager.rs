@@ -235,6 +235,7 @@ impl WorkerManager {
         // Placement: warm, else pooled, else cold. A warm sandbox that turns out to have
         // died while idle, before its runtime took the event, is replaced once: the event
         // never reached the function.
+        let timeout = Duration::from_secs(u64::from(f.timeout));
         let mut attempts = 0;
         let (mut worker, placement, init_duration, started, result) = loop {
             attempts += 1;
@@ -264,7 +265,6 @@ impl WorkerManager {
                 }
             };
             tracing::debug!(function = %f.name, ?placement, "placed");
-            let timeout = Duration::from_secs(u64::from(f.timeout));
             let invocation = Invocation {
                 request_id: request.request_id.clone(),
                 payload: request.payload.clone(),
@@ -293,7 +293,6 @@ impl WorkerManager {
             }
             break (worker, placement, init_duration, started, result);
         };
-        let timeout = Duration::from_secs(u64::from(f.timeout));
         let duration = started.elapsed();
         let mut output = worker.log.take().await;
         let id = &request.request_id;
@@ -356,16 +355,9 @@ impl WorkerManager {
 
     fn take_idle(&self, key: &Key) -> Option<Worker> {
         let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let workers = idle.get_mut(key)?;
         // Most recently used first: it is the most likely to still be in the CPU caches,
         // and leaves the others to age out.
-        while let Some(worker) = workers.pop() {
-            if worker.sandbox.is_alive() {
-                return Some(worker);
-            }
-            destroy(worker);
-        }
-        None
+        pop_alive(idle.get_mut(key)?)
     }
 
     fn put_idle(&self, key: Key, worker: Worker) {
@@ -624,16 +616,7 @@ impl WorkerManager {
         }
         let taken = {
             let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-            let workers = pool.get_mut(runtime)?;
-            let mut found = None;
-            while let Some(worker) = workers.pop() {
-                if worker.sandbox.is_alive() {
-                    found = Some(worker);
-                    break;
-                }
-                destroy(worker);
-            }
-            found
+            pop_alive(pool.get_mut(runtime)?)
         };
         self.inner.refill.notify_one();
         taken
@@ -896,6 +879,17 @@ impl Drop for BusyGuard<'_> {
             }
         }
     }
+}
+
+/// The last worker of `workers` whose sandbox is alive; dead ones on the way are destroyed.
+fn pop_alive(workers: &mut Vec<Worker>) -> Option<Worker> {
+    while let Some(worker) = workers.pop() {
+        if worker.sandbox.is_alive() {
+            return Some(worker);
+        }
+        destroy(worker);
+    }
+    None
 }
 
 /// Serve the Runtime API and collect the log of a freshly spawned sandbox.

@@ -221,12 +221,23 @@ pub(crate) async fn existing_function(
     raw: &str,
     action: &str,
 ) -> Result<String, ApiError> {
+    Ok(lookup_for(frontend, call, raw, action).await?.name)
+}
+
+/// The function `raw` names in the caller's account, authorized for `action`.
+async fn lookup_for(
+    frontend: &Frontend,
+    call: &Call,
+    raw: &str,
+    action: &str,
+) -> Result<Function, ApiError> {
     let name = resolve(frontend, call, raw, action)?;
     let own = &call.caller.account.id;
-    match frontend.store.get_function(own, &name).await? {
-        Some(_) => Ok(name),
-        None => Err(not_found(&function_arn(frontend, own, &name))),
-    }
+    frontend
+        .store
+        .get_function(own, &name)
+        .await?
+        .ok_or_else(|| not_found(&function_arn(frontend, own, &name)))
 }
 
 async fn lookup(frontend: &Frontend, call: &Call, raw: &str) -> Result<Function, ApiError> {
@@ -236,13 +247,7 @@ async fn lookup(frontend: &Frontend, call: &Call, raw: &str) -> Result<Function,
         Method::POST => "InvokeFunction",
         _ => "UpdateFunction",
     };
-    let name = resolve(frontend, call, raw, action)?;
-    let own = &call.caller.account.id;
-    frontend
-        .store
-        .get_function(own, &name)
-        .await?
-        .ok_or_else(|| not_found(&function_arn(frontend, own, &name)))
+    lookup_for(frontend, call, raw, action).await
 }
 
 /// The `FunctionConfiguration` shape.
