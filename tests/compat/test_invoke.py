@@ -600,10 +600,12 @@ def test_missing_function_is_not_found(lam, fn_name, root_id):
 
 
 @needs_python
-def test_event_invocation_type_is_refused_for_now(lam, mk):
+def test_event_invocation_type_answers_202(lam, mk):
+    # The rest of asynchronous invocation is in test_async_invoke.py.
     name = mk({"app.py": COUNTER_PY})
-    with pytest.raises(lam.exceptions.InvalidParameterValueException):
-        lam.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")
+    r = lam.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")
+    assert r["StatusCode"] == 202
+    assert r["Payload"].read() == b""
 
 
 # --------------------------------------------------------------------------------------

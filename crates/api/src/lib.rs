@@ -78,6 +78,8 @@ pub struct Frontend {
     /// Held while code packages are stored or collected, so a package is never removed
     /// between a create storing it and the function row that uses it being written.
     code_gc: tokio::sync::Mutex<()>,
+    /// Held while a function's resource policy is read, changed and written back.
+    pub(crate) policy_edits: tokio::sync::Mutex<()>,
 }
 
 impl Frontend {
@@ -98,17 +100,28 @@ impl Frontend {
             mapping_events: std::sync::OnceLock::new(),
             keys: auth::KeyCache::default(),
             code_gc: tokio::sync::Mutex::new(()),
+            policy_edits: tokio::sync::Mutex::new(()),
         }
     }
 }
 
-/// Whoever runs event source mappings, told what changed (the frontend itself never polls).
-/// Both calls return at once; the receiver re-reads the store.
+/// The event pipeline (the events manager), as the frontend sees it: told what changed
+/// (the frontend itself never polls; the receiver re-reads the store) and handed
+/// asynchronous invocations.
+#[async_trait::async_trait]
 pub trait MappingEvents: Send + Sync {
     /// A mapping was created, updated or deleted.
     fn mapping_changed(&self, uuid: &str);
     /// A function was created or deleted.
     fn function_changed(&self, account_id: &str, function_name: &str);
+    /// Queue an asynchronous invocation; `Ok` once it is durable.
+    async fn invoke_async(
+        &self,
+        function: &ember_store::Function,
+        request_id: &str,
+        payload: String,
+        client_context: Option<String>,
+    ) -> Result<(), ember_queue::QueueError>;
 }
 
 impl Frontend {

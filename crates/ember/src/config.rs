@@ -29,7 +29,7 @@ pub struct ServeArgs {
     pub region: Option<String>,
     /// TOML config file (keys: data_dir, listen, region, [code] max_unzipped_bytes,
     /// max_entries, [limits] account_concurrency, [pool] "<runtime>" = <size>,
-    /// [sandboxes] idle_timeout_secs, memory_budget_mib)
+    /// [sandboxes] idle_timeout_secs, memory_budget_mib, [events] async_retry_delay_secs)
     #[arg(long, env = "EMBER_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -49,6 +49,17 @@ struct FileConfig {
     pool: Option<BTreeMap<String, usize>>,
     #[serde(default)]
     sandboxes: SandboxesConfig,
+    #[serde(default)]
+    events: EventsConfig,
+}
+
+/// `[events]`: the event pipeline.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsConfig {
+    /// Seconds before the first retry of a failed asynchronous invocation; the second
+    /// waits twice as long (default 60, as Lambda).
+    async_retry_delay_secs: Option<u64>,
 }
 
 /// `[limits]`: concurrency.
@@ -85,6 +96,7 @@ pub struct ServeConfig {
     pub pool: Option<BTreeMap<String, usize>>,
     pub idle_timeout: std::time::Duration,
     pub memory_budget_bytes: u64,
+    pub async_retry_delay: std::time::Duration,
 }
 
 impl ServeArgs {
@@ -138,6 +150,9 @@ impl ServeArgs {
                 Some(mib) => mib << 20,
                 None => default_memory_budget(),
             },
+            async_retry_delay: std::time::Duration::from_secs(
+                file.events.async_retry_delay_secs.unwrap_or(60).max(1),
+            ),
         })
     }
 }

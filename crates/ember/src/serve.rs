@@ -161,7 +161,10 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         queues,
         worker.clone(),
         frontend.concurrency.shared_limiter(),
-        region,
+        ember_events::EventsSettings {
+            region,
+            retry_delay: config.async_retry_delay,
+        },
     );
     events
         .start()
@@ -190,7 +193,26 @@ pub async fn run(config: ServeConfig) -> Result<()> {
 /// The frontend's view of the events manager.
 struct MappingEventsAdapter(ember_events::EventsManager);
 
+#[async_trait::async_trait]
 impl ember_api::MappingEvents for MappingEventsAdapter {
+    async fn invoke_async(
+        &self,
+        function: &ember_store::Function,
+        request_id: &str,
+        payload: String,
+        client_context: Option<String>,
+    ) -> Result<(), ember_queue::QueueError> {
+        self.0
+            .invoke_async(ember_events::asynchronous::AsyncEvent {
+                account_id: function.account_id.clone(),
+                function_name: function.name.clone(),
+                request_id: request_id.to_owned(),
+                payload,
+                client_context,
+            })
+            .await
+    }
+
     fn mapping_changed(&self, uuid: &str) {
         self.0.mapping_changed(uuid);
     }

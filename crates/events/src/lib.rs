@@ -16,7 +16,9 @@
 //! [`EventsManager::function_changed`]); the manager re-reads the store and starts or
 //! stops pollers to match.
 
+pub mod asynchronous;
 pub mod convert;
+mod names;
 mod poller;
 
 use std::collections::HashMap;
@@ -36,6 +38,19 @@ pub(crate) struct Shared {
     pub worker: WorkerManager,
     pub limiter: Arc<ConcurrencyLimiter>,
     pub region: String,
+    /// Asynchronous invocations wait `retry_delay × attempt` after a function error.
+    pub retry_delay: std::time::Duration,
+    /// Set at shutdown: every poller stops receiving.
+    pub stop: watch::Sender<bool>,
+}
+
+/// How the events manager behaves.
+#[derive(Debug, Clone)]
+pub struct EventsSettings {
+    pub region: String,
+    /// Lambda waits one minute before the first retry of a failed asynchronous
+    /// invocation and two before the second; this is the one minute.
+    pub retry_delay: std::time::Duration,
 }
 
 struct Running {
@@ -53,6 +68,8 @@ pub struct EventsManager {
     retired: Arc<Mutex<Vec<JoinHandle<()>>>>,
     /// Orders reconciliations so concurrent changes converge on the store's state.
     reconciling: Arc<tokio::sync::Mutex<bool>>,
+    /// Pollers of functions' asynchronous event queues.
+    asynchronous: Arc<Mutex<asynchronous::AsyncPollers>>,
 }
 
 impl EventsManager {
@@ -61,7 +78,7 @@ impl EventsManager {
         queues: Arc<dyn Queues>,
         worker: WorkerManager,
         limiter: Arc<ConcurrencyLimiter>,
-        region: String,
+        settings: EventsSettings,
     ) -> EventsManager {
         EventsManager {
             shared: Arc::new(Shared {
@@ -69,22 +86,35 @@ impl EventsManager {
                 queues,
                 worker,
                 limiter,
-                region,
+                region: settings.region,
+                retry_delay: settings.retry_delay,
+                stop: watch::channel(false).0,
             }),
             running: Arc::new(Mutex::new(HashMap::new())),
             retired: Arc::new(Mutex::new(Vec::new())),
             reconciling: Arc::new(tokio::sync::Mutex::new(false)),
+            asynchronous: Arc::new(Mutex::new(Default::default())),
         }
     }
 
-    /// Start the pollers of every enabled mapping (at server start).
+    /// Start the pollers of every enabled mapping and of queued asynchronous events (at
+    /// server start).
     pub async fn start(&self) -> ember_store::Result<()> {
         let mappings = self.shared.store.list_event_source_mappings(None).await?;
-        let _guard = self.reconciling.lock().await;
-        for m in mappings {
-            self.reconcile_one(&m.uuid.clone(), Some(m)).await;
+        {
+            let _guard = self.reconciling.lock().await;
+            for m in mappings {
+                self.reconcile_one(&m.uuid.clone(), Some(m)).await;
+            }
         }
-        Ok(())
+        self.resume_async().await
+    }
+
+    /// Await `task` at shutdown (in-flight work finishes before sandboxes go).
+    pub(crate) fn keep(&self, task: JoinHandle<()>) {
+        let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        retired.retain(|t| !t.is_finished());
+        retired.push(task);
     }
 
     /// A mapping was created, updated or deleted: bring its poller in line (in the
@@ -114,6 +144,16 @@ impl EventsManager {
             let guard = this.reconciling.lock().await;
             if *guard {
                 return;
+            }
+            match this
+                .shared
+                .store
+                .get_function(&account_id, &function_name)
+                .await
+            {
+                Ok(None) => this.drop_async_queue(&account_id, &function_name).await,
+                Ok(Some(_)) => {}
+                Err(e) => tracing::warn!(error = %e, "could not read a function"),
             }
             let mappings = match this
                 .shared
@@ -202,6 +242,7 @@ impl EventsManager {
     /// Stop receiving (every poller); in-flight batches go on. Call before the queues'
     /// long polls are closed at shutdown.
     pub fn stop_polling(&self) {
+        let _ = self.shared.stop.send(true);
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         for r in running.values() {
             let _ = r.stop.send(true);

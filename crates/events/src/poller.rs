@@ -25,7 +25,7 @@ const DEFAULT_MAX_CONCURRENCY: u32 = 1000;
 const RETRY: Duration = Duration::from_secs(5);
 
 /// Resolves once `stop` says so (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 

@@ -27,6 +27,19 @@ impl QueueRef {
         format!("arn:aws:sqs:{region}:{}:{}", self.account_id, self.name)
     }
 
+    /// The region and queue an `arn:aws:sqs:<region>:<account>:<name>` names, if it is one.
+    pub fn from_arn(arn: &str) -> Option<(String, QueueRef)> {
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        match parts.as_slice() {
+            ["arn", "aws", "sqs", region, account, name]
+                if !region.is_empty() && !account.is_empty() && !name.is_empty() =>
+            {
+                Some(((*region).to_owned(), QueueRef::new(*account, *name)))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether this is a FIFO queue's name (FIFO queue names end in `.fifo`).
     pub fn is_fifo_name(&self) -> bool {
         self.name.ends_with(".fifo")

@@ -14,13 +14,15 @@
 
 pub mod model;
 pub mod package;
+pub mod policy;
 mod sqlite;
 
 use async_trait::async_trait;
 
 pub use model::{
-    AccessKey, Account, AccountUsage, EventSourceMapping, Function, ReserveOutcome,
-    ReservedConcurrency,
+    AccessKey, Account, AccountUsage, Destination, DestinationConfig, EventInvokeConfig,
+    EventSourceMapping, Function, FunctionSetting, ReserveOutcome, ReservedConcurrency,
+    SettingDocument,
 };
 pub use sqlite::SqliteStore;
 
@@ -111,4 +113,27 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<EventSourceMapping>>;
     /// Delete a mapping; whether it existed.
     async fn delete_event_source_mapping(&self, uuid: &str) -> Result<bool>;
+
+    /// A function's setting document, if it has one.
+    async fn get_function_setting(
+        &self,
+        account_id: &str,
+        name: &str,
+        kind: FunctionSetting,
+    ) -> Result<Option<SettingDocument>>;
+    /// Store (`Some`) or remove (`None`) a function's setting document; the document is
+    /// deleted with the function. [`StoreError::NotFound`] if the function does not exist.
+    /// Returns whether a document existed before.
+    async fn put_function_setting(
+        &self,
+        account_id: &str,
+        name: &str,
+        kind: FunctionSetting,
+        body: Option<&str>,
+    ) -> Result<bool>;
+
+    /// Progress recorded under `key` (e.g. how far an aggregate message got).
+    async fn get_checkpoint(&self, key: &str) -> Result<Option<String>>;
+    /// Record (`Some`) or clear (`None`) progress under `key`, durably.
+    async fn put_checkpoint(&self, key: &str, body: Option<&str>) -> Result<()>;
 }

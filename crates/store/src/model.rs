@@ -87,6 +87,9 @@ pub struct Function {
     pub last_modified: OffsetDateTime,
     /// Changes on every update; clients pass it back for optimistic concurrency.
     pub revision_id: String,
+    /// `DeadLetterConfig.TargetArn`: the SQS queue that receives asynchronous events that
+    /// failed every attempt.
+    pub dead_letter_target_arn: Option<String>,
 }
 
 impl Function {
@@ -193,4 +196,96 @@ pub struct EventSourceMapping {
     /// `ScalingConfig.MaximumConcurrency`.
     pub maximum_concurrency: Option<u32>,
     pub last_modified_ms: i64,
+}
+
+/// A document kept per function beside its configuration, deleted with the function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunctionSetting {
+    /// PutFunctionEventInvokeConfig's retries, event age and destinations (JSON).
+    EventInvokeConfig,
+    /// The resource-based policy built by AddPermission (an IAM policy document).
+    Policy,
+}
+
+impl FunctionSetting {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FunctionSetting::EventInvokeConfig => "event-invoke-config",
+            FunctionSetting::Policy => "policy",
+        }
+    }
+}
+
+/// A stored [`FunctionSetting`] document and when it last changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingDocument {
+    pub body: String,
+    pub modified_ms: i64,
+}
+
+/// A function's asynchronous invocation settings (PutFunctionEventInvokeConfig), stored
+/// as [`FunctionSetting::EventInvokeConfig`] in the API's JSON shape.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EventInvokeConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum_retry_attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum_event_age_in_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination_config: Option<DestinationConfig>,
+}
+
+/// Where records of asynchronous invocations go, by outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DestinationConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_success: Option<Destination>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<Destination>,
+}
+
+/// One destination: an SQS queue or Lambda function ARN.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Destination {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+}
+
+impl EventInvokeConfig {
+    /// Lambda's defaults: two retries, events kept six hours.
+    pub const DEFAULT_RETRIES: u32 = 2;
+    pub const DEFAULT_MAX_AGE_SECS: u32 = 21_600;
+
+    pub fn retries(&self) -> u32 {
+        self.maximum_retry_attempts.unwrap_or(Self::DEFAULT_RETRIES)
+    }
+
+    pub fn max_age_secs(&self) -> u32 {
+        self.maximum_event_age_in_seconds
+            .unwrap_or(Self::DEFAULT_MAX_AGE_SECS)
+    }
+
+    fn destination(d: Option<&Destination>) -> Option<&str> {
+        d.and_then(|d| d.destination.as_deref())
+            .filter(|d| !d.is_empty())
+    }
+
+    pub fn on_success(&self) -> Option<&str> {
+        Self::destination(
+            self.destination_config
+                .as_ref()
+                .and_then(|c| c.on_success.as_ref()),
+        )
+    }
+
+    pub fn on_failure(&self) -> Option<&str> {
+        Self::destination(
+            self.destination_config
+                .as_ref()
+                .and_then(|c| c.on_failure.as_ref()),
+        )
+    }
 }

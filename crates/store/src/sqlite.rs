@@ -12,8 +12,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
 use crate::model::{
-    AccessKey, Account, AccountUsage, EventSourceMapping, Function, ReserveOutcome,
-    ReservedConcurrency, generate_account_id,
+    AccessKey, Account, AccountUsage, EventSourceMapping, Function, FunctionSetting,
+    ReserveOutcome, ReservedConcurrency, SettingDocument, generate_account_id,
 };
 use crate::{Result, Store, StoreError};
 
@@ -77,6 +77,23 @@ CREATE TABLE event_source_mappings (
     last_modified_ms           INTEGER NOT NULL
 );
 CREATE INDEX event_source_mappings_by_account ON event_source_mappings(account_id, function_name);
+"#,
+    r#"
+ALTER TABLE functions ADD COLUMN dead_letter_target_arn TEXT;
+CREATE TABLE function_settings (
+    account_id  TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    modified_ms INTEGER NOT NULL,
+    PRIMARY KEY (account_id, name, kind),
+    FOREIGN KEY (account_id, name) REFERENCES functions(account_id, name) ON DELETE CASCADE
+);
+CREATE TABLE checkpoints (
+    key         TEXT PRIMARY KEY,
+    body        TEXT NOT NULL,
+    modified_ms INTEGER NOT NULL
+);
 "#,
 ];
 
@@ -184,7 +201,7 @@ fn account(parts: (String, String, bool, i64)) -> Result<Account> {
 
 const FUNCTION_COLUMNS: &str = "account_id, name, runtime, handler, role, description, timeout, \
      memory_size, ephemeral_storage, environment, architectures, tags, code_sha256, code_size, \
-     last_modified_ms, revision_id";
+     last_modified_ms, revision_id, dead_letter_target_arn";
 
 /// A function row as stored, before its JSON columns are decoded.
 struct FunctionRow {
@@ -204,6 +221,7 @@ struct FunctionRow {
     code_size: i64,
     last_modified_ms: i64,
     revision_id: String,
+    dead_letter_target_arn: Option<String>,
 }
 
 impl FunctionRow {
@@ -225,6 +243,7 @@ impl FunctionRow {
             code_size: row.get(13)?,
             last_modified_ms: row.get(14)?,
             revision_id: row.get(15)?,
+            dead_letter_target_arn: row.get(16)?,
         })
     }
 
@@ -251,12 +270,13 @@ impl FunctionRow {
             ephemeral_storage: self.ephemeral_storage,
             code_sha256: self.code_sha256,
             revision_id: self.revision_id,
+            dead_letter_target_arn: self.dead_letter_target_arn,
         })
     }
 }
 
 /// The values bound for [`FUNCTION_COLUMNS`], in order.
-fn function_params(f: &Function) -> Result<[Box<dyn rusqlite::ToSql>; 16]> {
+fn function_params(f: &Function) -> Result<[Box<dyn rusqlite::ToSql>; 17]> {
     let json = |v: serde_json::Result<String>| v.map_err(|e| StoreError::Corrupt(e.to_string()));
     Ok([
         Box::new(f.account_id.clone()),
@@ -275,6 +295,7 @@ fn function_params(f: &Function) -> Result<[Box<dyn rusqlite::ToSql>; 16]> {
         Box::new(i64::try_from(f.code_size).map_err(|e| StoreError::Corrupt(e.to_string()))?),
         Box::new((f.last_modified.unix_timestamp_nanos() / 1_000_000) as i64),
         Box::new(f.revision_id.clone()),
+        Box::new(f.dead_letter_target_arn.clone()),
     ])
 }
 
@@ -436,7 +457,7 @@ impl Store for SqliteStore {
             let values = function_params(&function)?;
             let sql = format!(
                 "INSERT INTO functions ({FUNCTION_COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
             );
             match conn.execute(&sql, rusqlite::params_from_iter(values.iter())) {
                 Ok(_) => Ok(()),
@@ -498,7 +519,7 @@ impl Store for SqliteStore {
                 .map(|(i, col)| format!("{col} = ?{}", i + 1))
                 .collect();
             let sql = format!(
-                "UPDATE functions SET {} WHERE account_id = ?1 AND name = ?2 AND revision_id = ?17",
+                "UPDATE functions SET {} WHERE account_id = ?1 AND name = ?2 AND revision_id = ?18",
                 assignments.join(", ")
             );
             let mut bound: Vec<&dyn rusqlite::ToSql> = values.iter().map(|b| b.as_ref()).collect();
@@ -726,6 +747,97 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn get_function_setting(
+        &self,
+        account_id: &str,
+        name: &str,
+        kind: FunctionSetting,
+    ) -> Result<Option<SettingDocument>> {
+        let (account_id, name) = (account_id.to_owned(), name.to_owned());
+        self.with(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT body, modified_ms FROM function_settings
+                     WHERE account_id = ?1 AND name = ?2 AND kind = ?3",
+                    params![account_id, name, kind.as_str()],
+                    |r| {
+                        Ok(SettingDocument {
+                            body: r.get(0)?,
+                            modified_ms: r.get(1)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn put_function_setting(
+        &self,
+        account_id: &str,
+        name: &str,
+        kind: FunctionSetting,
+        body: Option<&str>,
+    ) -> Result<bool> {
+        let (account_id, name) = (account_id.to_owned(), name.to_owned());
+        let body = body.map(str::to_owned);
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM functions WHERE account_id = ?1 AND name = ?2)",
+                params![account_id, name],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Err(StoreError::NotFound(format!("function {name}")));
+            }
+            let existed = tx.execute(
+                "DELETE FROM function_settings WHERE account_id = ?1 AND name = ?2 AND kind = ?3",
+                params![account_id, name, kind.as_str()],
+            )? > 0;
+            if let Some(body) = body {
+                tx.execute(
+                    "INSERT INTO function_settings (account_id, name, kind, body, modified_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![account_id, name, kind.as_str(), body, now_ms()],
+                )?;
+            }
+            tx.commit()?;
+            Ok(existed)
+        })
+        .await
+    }
+
+    async fn get_checkpoint(&self, key: &str) -> Result<Option<String>> {
+        let key = key.to_owned();
+        self.with(move |conn| {
+            Ok(conn
+                .query_row("SELECT body FROM checkpoints WHERE key = ?1", [&key], |r| {
+                    r.get(0)
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn put_checkpoint(&self, key: &str, body: Option<&str>) -> Result<()> {
+        let key = key.to_owned();
+        let body = body.map(str::to_owned);
+        self.with(move |conn| {
+            match body {
+                Some(body) => conn.execute(
+                    "INSERT INTO checkpoints (key, body, modified_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(key) DO UPDATE SET body = excluded.body,
+                                                    modified_ms = excluded.modified_ms",
+                    params![key, body, now_ms()],
+                )?,
+                None => conn.execute("DELETE FROM checkpoints WHERE key = ?1", [&key])?,
+            };
+            Ok(())
+        })
+        .await
+    }
+
     async fn account_usage(&self, account_id: &str) -> Result<AccountUsage> {
         let account_id = account_id.to_owned();
         self.with(move |conn| {
@@ -775,6 +887,7 @@ mod tests {
             code_size: 10,
             last_modified: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
             revision_id: new_revision_id(),
+            dead_letter_target_arn: None,
         }
     }
 

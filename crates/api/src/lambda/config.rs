@@ -105,14 +105,14 @@ pub struct ConfigPatch {
     pub logging_config: Option<Value>,
 }
 
-fn constraint(value: impl std::fmt::Display, field: &str, rule: &str) -> ApiError {
+pub(crate) fn constraint(value: impl std::fmt::Display, field: &str, rule: &str) -> ApiError {
     ApiError::invalid_parameter(format!(
         "1 validation error detected: Value '{}' at '{field}' failed to satisfy constraint: {rule}",
         super::names::truncate_for_message(&value.to_string())
     ))
 }
 
-fn in_range(value: i64, field: &str, min: i64, max: i64) -> Result<u32, ApiError> {
+pub(crate) fn in_range(value: i64, field: &str, min: i64, max: i64) -> Result<u32, ApiError> {
     if value < min {
         return Err(constraint(
             value,
@@ -233,13 +233,6 @@ impl ConfigPatch {
                 "VpcConfig (functions have no outbound network yet)",
             ));
         }
-        if let Some(dlq) = &self.dead_letter_config
-            && dlq
-                .get("TargetArn")
-                .is_some_and(|t| t.as_str().is_none_or(|s| !s.is_empty()))
-        {
-            return Err(unsupported("DeadLetterConfig yet"));
-        }
         if self.kms_key_arn.as_deref().is_some_and(|k| !k.is_empty()) {
             return Err(unsupported("KMSKeyArn"));
         }
@@ -287,6 +280,9 @@ impl ConfigPatch {
     /// Check every field and apply the patch to `f`.
     pub fn apply(self, f: &mut Function) -> Result<(), ApiError> {
         self.refuse_unsupported()?;
+        if let Some(dlq) = &self.dead_letter_config {
+            f.dead_letter_target_arn = dead_letter_target(dlq, &f.account_id)?;
+        }
         if let Some(runtime) = self.runtime {
             check_runtime(&runtime)?;
             f.runtime = Some(runtime);
@@ -382,6 +378,33 @@ fn check_environment(variables: &BTreeMap<String, String>) -> Result<(), ApiErro
         )));
     }
     Ok(())
+}
+
+/// `DeadLetterConfig.TargetArn`: an SQS queue of the function's own account (an empty or
+/// absent `TargetArn` removes it). Whether the queue exists is checked by the caller.
+fn dead_letter_target(dlq: &Value, account_id: &str) -> Result<Option<String>, ApiError> {
+    let target = match dlq.get("TargetArn") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) if s.is_empty() => return Ok(None),
+        Some(Value::String(s)) => s,
+        Some(_) => {
+            return Err(ApiError::invalid_parameter(
+                "DeadLetterConfig.TargetArn must be a string",
+            ));
+        }
+    };
+    match ember_queue::QueueRef::from_arn(target) {
+        Some((_, queue)) if queue.account_id == account_id => Ok(Some(target.clone())),
+        Some(_) => Err(ApiError::invalid_parameter(format!(
+            "The dead-letter queue {} must belong to the function's account",
+            super::names::truncate_for_message(target)
+        ))),
+        None => Err(ApiError::invalid_parameter(format!(
+            "DeadLetterConfig.TargetArn {} is not an SQS queue ARN \
+             (arn:aws:sqs:<region>:<account>:<queue>); Ember supports SQS dead-letter queues only",
+            super::names::truncate_for_message(target)
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //! it to the worker manager, and answer as Lambda does.
 //!
 //! - `X-Amz-Invocation-Type`: `RequestResponse` (default) runs the function and answers
-//!   200 with its result; `DryRun` checks the request and answers 204.
+//!   200 with its result; `Event` queues the event durably and answers 202 (the events
+//!   manager runs it, with retries and destinations; payloads up to 1 MB); `DryRun`
+//!   checks the request and answers 204.
 //! - `X-Amz-Log-Type: Tail` adds `X-Amz-Log-Result`: base64 of the log's last 4 KB.
 //! - A function error (an exception, a timeout, a crash, out of memory) is still 200, with
 //!   `X-Amz-Function-Error: Unhandled` and Lambda's error payload.
@@ -21,6 +23,8 @@ use crate::{ApiError, Call, Frontend, empty_response};
 
 /// Lambda's synchronous payload limit (request and response).
 pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+/// Lambda's asynchronous payload limit.
+pub const MAX_ASYNC_PAYLOAD_BYTES: usize = 1_048_576;
 
 fn header<'a>(call: &'a Call, name: &str) -> Option<&'a str> {
     call.headers.get(name).and_then(|v| v.to_str().ok())
@@ -67,11 +71,7 @@ pub async fn invoke(frontend: &Frontend, call: &Call, raw: &str) -> Result<Respo
     match invocation_type {
         "RequestResponse" => {}
         "DryRun" => return Ok(empty_response(StatusCode::NO_CONTENT)),
-        "Event" => {
-            return Err(ApiError::invalid_parameter(
-                "Ember does not support asynchronous invocation (InvocationType Event) yet",
-            ));
-        }
+        "Event" => return invoke_async(frontend, call, &function, payload, client_context).await,
         other => {
             return Err(ApiError::invalid_parameter(format!(
                 "Unsupported invocation type {}: use RequestResponse, Event or DryRun",
@@ -141,6 +141,50 @@ pub async fn invoke(frontend: &Frontend, call: &Call, raw: &str) -> Result<Respo
         }
     }
     Ok(response)
+}
+
+/// Queue the event; 202 once it is durable.
+async fn invoke_async(
+    frontend: &Frontend,
+    call: &Call,
+    function: &ember_store::Function,
+    payload: Bytes,
+    client_context: Option<String>,
+) -> Result<Response, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLargeException",
+            format!(
+                "Request must be smaller than {MAX_ASYNC_PAYLOAD_BYTES} bytes for the InvokeAsync \
+                 operation"
+            ),
+        )
+    };
+    if payload.len() > MAX_ASYNC_PAYLOAD_BYTES {
+        return Err(too_large());
+    }
+    let pipeline = frontend.mapping_events.get().ok_or_else(|| {
+        ApiError::internal("asynchronous invocation is not available: no event pipeline runs")
+    })?;
+    // Checked as JSON above, so it is UTF-8.
+    let payload = String::from_utf8(payload.to_vec())
+        .map_err(|_| ApiError::invalid_request_content("The payload is not valid UTF-8"))?;
+    pipeline
+        .invoke_async(function, &call.request_id, payload, client_context)
+        .await
+        .map_err(|e| match e {
+            ember_queue::QueueError::InvalidParameterValue(m) if m.contains("shorter than") => {
+                too_large()
+            }
+            ember_queue::QueueError::InvalidParameterValue(m)
+            | ember_queue::QueueError::InvalidMessageContents(m) => {
+                ApiError::invalid_request_content(format!("The payload cannot be queued: {m}"))
+            }
+            e => ApiError::internal(e),
+        })?;
+    tracing::info!(function = %function.name, request_id = %call.request_id, "queued an asynchronous invocation");
+    Ok(empty_response(StatusCode::ACCEPTED))
 }
 
 /// The function name as the caller gave it, for the log.

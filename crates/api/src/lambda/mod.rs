@@ -9,9 +9,11 @@
 
 pub mod concurrency;
 pub mod config;
+pub mod event_config;
 mod invoke;
 pub mod mappings;
 pub mod names;
+pub mod policy;
 
 use std::collections::BTreeMap;
 
@@ -40,6 +42,7 @@ const CODE_URL_EXPIRY_SECS: u64 = 600;
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 10_000;
 const API_VERSION: &str = "2015-03-31";
+const EVENT_CONFIG_VERSION: &str = "2019-09-25";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
@@ -62,6 +65,14 @@ pub enum Op {
     GetEventSourceMapping(String),
     UpdateEventSourceMapping(String),
     DeleteEventSourceMapping(String),
+    PutFunctionEventInvokeConfig(String),
+    UpdateFunctionEventInvokeConfig(String),
+    GetFunctionEventInvokeConfig(String),
+    DeleteFunctionEventInvokeConfig(String),
+    ListFunctionEventInvokeConfigs(String),
+    AddPermission(String),
+    RemovePermission(String, String),
+    GetPolicy(String),
 }
 
 /// Whether a path belongs to the Lambda API: its first segment is an API date.
@@ -112,6 +123,33 @@ pub fn route(method: &Method, segments: &[String]) -> Result<Route, ApiError> {
         (&Method::DELETE, [API_VERSION, "event-source-mappings", u]) => {
             Op::DeleteEventSourceMapping(name(u))
         }
+        (&Method::PUT, [EVENT_CONFIG_VERSION, "functions", n, "event-invoke-config"]) => {
+            Op::PutFunctionEventInvokeConfig(name(n))
+        }
+        (&Method::POST, [EVENT_CONFIG_VERSION, "functions", n, "event-invoke-config"]) => {
+            Op::UpdateFunctionEventInvokeConfig(name(n))
+        }
+        (&Method::GET, [EVENT_CONFIG_VERSION, "functions", n, "event-invoke-config"]) => {
+            Op::GetFunctionEventInvokeConfig(name(n))
+        }
+        (&Method::DELETE, [EVENT_CONFIG_VERSION, "functions", n, "event-invoke-config"]) => {
+            Op::DeleteFunctionEventInvokeConfig(name(n))
+        }
+        (
+            &Method::GET,
+            [
+                EVENT_CONFIG_VERSION,
+                "functions",
+                n,
+                "event-invoke-config",
+                "list",
+            ],
+        ) => Op::ListFunctionEventInvokeConfigs(name(n)),
+        (&Method::POST, [API_VERSION, "functions", n, "policy"]) => Op::AddPermission(name(n)),
+        (&Method::GET, [API_VERSION, "functions", n, "policy"]) => Op::GetPolicy(name(n)),
+        (&Method::DELETE, [API_VERSION, "functions", n, "policy", sid]) => {
+            Op::RemovePermission(name(n), name(sid))
+        }
         _ => return Err(ApiError::unknown_operation()),
     };
     let body_limit = match op {
@@ -150,6 +188,14 @@ pub async fn execute(frontend: &Frontend, op: Op, call: Call) -> Result<Response
         Op::GetEventSourceMapping(u) => mappings::get(frontend, &call, &u).await,
         Op::UpdateEventSourceMapping(u) => mappings::update(frontend, &call, &u).await,
         Op::DeleteEventSourceMapping(u) => mappings::delete(frontend, &call, &u).await,
+        Op::PutFunctionEventInvokeConfig(n) => event_config::put(frontend, &call, &n).await,
+        Op::UpdateFunctionEventInvokeConfig(n) => event_config::update(frontend, &call, &n).await,
+        Op::GetFunctionEventInvokeConfig(n) => event_config::get(frontend, &call, &n).await,
+        Op::DeleteFunctionEventInvokeConfig(n) => event_config::delete(frontend, &call, &n).await,
+        Op::ListFunctionEventInvokeConfigs(n) => event_config::list(frontend, &call, &n).await,
+        Op::AddPermission(n) => policy::add(frontend, &call, &n).await,
+        Op::RemovePermission(n, sid) => policy::remove(frontend, &call, &n, &sid).await,
+        Op::GetPolicy(n) => policy::get(frontend, &call, &n).await,
     }
 }
 
@@ -176,20 +222,16 @@ fn not_found(arn: &str) -> ApiError {
     ApiError::not_found(format!("Function not found: {arn}"))
 }
 
-/// Resolve a `FunctionName` path parameter (and `?Qualifier=`) to a name in the caller's
-/// account, enforcing that callers only reach their own functions.
-fn resolve(frontend: &Frontend, call: &Call, raw: &str, action: &str) -> Result<String, ApiError> {
+/// Resolve a `FunctionName` path parameter (and `?Qualifier=`) to an account and name.
+fn resolve_target(
+    frontend: &Frontend,
+    call: &Call,
+    raw: &str,
+) -> Result<(String, String), ApiError> {
     let r = FunctionRef::parse(raw)?;
     let own = &call.caller.account.id;
-    let account = r.account_id.as_deref().unwrap_or(own);
-    let arn = function_arn(frontend, account, &r.name);
-    if account != own {
-        return Err(ApiError::access_denied(format!(
-            "User: {} is not authorized to perform: lambda:{action} on resource: {arn} because \
-             no resource-based policy allows the lambda:{action} action",
-            call.caller.principal_arn()
-        )));
-    }
+    let account = r.account_id.clone().unwrap_or_else(|| own.clone());
+    let arn = function_arn(frontend, &account, &r.name);
     if r.region
         .as_deref()
         .is_some_and(|region| region != frontend.config.region)
@@ -207,10 +249,29 @@ fn resolve(frontend: &Frontend, call: &Call, raw: &str, action: &str) -> Result<
         (a, b) => a.or(b),
     };
     match qualifier {
-        None | Some("$LATEST") => Ok(r.name),
+        None | Some("$LATEST") => Ok((account, r.name)),
         // Versions and aliases do not exist yet, so no other qualifier names anything.
         Some(q) => Err(not_found(&format!("{arn}:{q}"))),
     }
+}
+
+fn denied(frontend: &Frontend, call: &Call, account: &str, name: &str, action: &str) -> ApiError {
+    ApiError::access_denied(format!(
+        "User: {} is not authorized to perform: lambda:{action} on resource: {} because \
+         no resource-based policy allows the lambda:{action} action",
+        call.caller.principal_arn(),
+        function_arn(frontend, account, name)
+    ))
+}
+
+/// Resolve a `FunctionName` to a name in the caller's account, enforcing that callers
+/// only reach their own functions.
+fn resolve(frontend: &Frontend, call: &Call, raw: &str, action: &str) -> Result<String, ApiError> {
+    let (account, name) = resolve_target(frontend, call, raw)?;
+    if account != call.caller.account.id {
+        return Err(denied(frontend, call, &account, &name, action));
+    }
+    Ok(name)
 }
 
 /// The name of the function `raw` names, which must exist in the caller's account (else
@@ -231,8 +292,24 @@ async fn lookup_for(
     raw: &str,
     action: &str,
 ) -> Result<Function, ApiError> {
-    let name = resolve(frontend, call, raw, action)?;
+    let (account, name) = resolve_target(frontend, call, raw)?;
     let own = &call.caller.account.id;
+    if &account != own {
+        // Another account's function: only Invoke, and only if its policy allows it.
+        let invoker = ember_store::policy::Invoker {
+            account_id: own,
+            service: None,
+            source_arn: None,
+        };
+        if action == "InvokeFunction"
+            && let Some(policy) = policy::policy_of(frontend, &account, &name).await?
+            && ember_store::policy::allows_invoke(&policy, &invoker)
+            && let Some(f) = frontend.store.get_function(&account, &name).await?
+        {
+            return Ok(f);
+        }
+        return Err(denied(frontend, call, &account, &name, action));
+    }
     frontend
         .store
         .get_function(own, &name)
@@ -282,7 +359,22 @@ pub fn configuration(frontend: &Frontend, f: &Function) -> Value {
     if !f.environment.is_empty() {
         c["Environment"] = json!({ "Variables": f.environment });
     }
+    if let Some(target) = &f.dead_letter_target_arn {
+        c["DeadLetterConfig"] = json!({ "TargetArn": target });
+    }
     c
+}
+
+/// A function's dead-letter queue must exist when it is configured.
+async fn check_dead_letter_queue(
+    frontend: &Frontend,
+    call: &Call,
+    f: &Function,
+) -> Result<(), ApiError> {
+    match &f.dead_letter_target_arn {
+        Some(arn) => event_config::check_destination(frontend, call, arn).await,
+        None => Ok(()),
+    }
 }
 
 fn hex_to_base64(hex_digest: &str) -> String {
@@ -431,6 +523,7 @@ pub fn decode_create_function(
         code_size: 0,
         last_modified: time::OffsetDateTime::now_utc(),
         revision_id: new_revision_id(),
+        dead_letter_target_arn: None,
     };
     request.config.apply(&mut function)?;
     Ok((function, zip))
@@ -439,6 +532,7 @@ pub fn decode_create_function(
 async fn create_function(frontend: &Frontend, call: &Call) -> Result<Response, ApiError> {
     let (mut function, zip) = decode_create_function(&call.body, &call.caller.account.id)?;
     check_host_runtime(frontend, &function)?;
+    check_dead_letter_queue(frontend, call, &function).await?;
     let own = call.caller.account.id.clone();
     // Cheap early answer for the common mistake, before unzipping anything.
     if frontend
@@ -697,6 +791,7 @@ async fn update_function_configuration(
     check_revision(&f, request.revision_id.as_deref())?;
     request.config.apply(&mut f)?;
     check_host_runtime(frontend, &f)?;
+    check_dead_letter_queue(frontend, call, &f).await?;
     let previous = std::mem::replace(&mut f.revision_id, new_revision_id());
     f.last_modified = time::OffsetDateTime::now_utc();
     save(frontend, &f, &previous).await?;
@@ -766,6 +861,7 @@ pub(crate) mod tests {
             code_size: 1,
             last_modified: time::OffsetDateTime::UNIX_EPOCH,
             revision_id: "r".into(),
+            dead_letter_target_arn: None,
         }
     }
 
