@@ -114,6 +114,8 @@ pub trait MappingEvents: Send + Sync {
     fn mapping_changed(&self, uuid: &str);
     /// A function was created or deleted.
     fn function_changed(&self, account_id: &str, function_name: &str);
+    /// A queue was created or deleted (it may be a routing queue).
+    fn queue_changed(&self, account_id: &str, queue_name: &str);
     /// Queue an asynchronous invocation; `Ok` once it is durable.
     async fn invoke_async(
         &self,
@@ -128,6 +130,12 @@ impl Frontend {
     pub(crate) fn notify_mapping(&self, uuid: &str) {
         if let Some(m) = self.mapping_events.get() {
             m.mapping_changed(uuid);
+        }
+    }
+
+    pub(crate) fn notify_queue(&self, account_id: &str, queue_name: &str) {
+        if let Some(m) = self.mapping_events.get() {
+            m.queue_changed(account_id, queue_name);
         }
     }
 

@@ -220,6 +220,10 @@ impl ember_api::MappingEvents for MappingEventsAdapter {
     fn function_changed(&self, account_id: &str, function_name: &str) {
         self.0.function_changed(account_id, function_name);
     }
+
+    fn queue_changed(&self, account_id: &str, queue_name: &str) {
+        self.0.queue_changed(account_id, queue_name);
+    }
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {

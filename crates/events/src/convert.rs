@@ -5,6 +5,17 @@
 //! - [`sqs_event`]: a batch of SQS messages → Lambda's SQS event (`{"Records": [...]}`).
 //! - [`batch_item_failures`]: a `ReportBatchItemFailures` response → the messages that
 //!   failed, or the whole batch when the response does not follow the contract.
+//! - [`routed`]: a message on a routing queue, which names its function itself → the
+//!   invocations it asks for. Three forms:
+//!   - remote-procedure call: `{"invoke": "<function name or ARN>", "args": <JSON>}`; the
+//!     function gets `args` (`{}` when absent);
+//!   - CloudEvents 1.0, structured JSON mode (`specversion`, `id`, `source`, `type`)
+//!     with the extension attribute `emberfunction` naming the function; the function
+//!     gets the whole event;
+//!   - aggregate: a JSON array of the above (CloudEvents' batch format), or
+//!     `{"events": [...], "ordered": true|false}`; each sub-event is one invocation, run
+//!     in order, one at a time, when `ordered` is true.
+//! - [`invocation_context`]: the event metadata an invocation's client context carries.
 
 use std::collections::HashSet;
 
@@ -117,10 +128,222 @@ pub fn batch_item_failures(payload: &[u8], batch: &[&str]) -> Result<HashSet<Str
     Ok(failed)
 }
 
+/// CloudEvents extension attribute naming the function (extension names are lowercase
+/// letters and digits, at most 20).
+pub const CLOUDEVENTS_FUNCTION_EXTENSION: &str = "emberfunction";
+/// Most sub-events one aggregate message may hold.
+pub const MAX_AGGREGATE: usize = 1000;
+
+/// The shape a routed message came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    Rpc,
+    CloudEvent,
+}
+
+impl Form {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Form::Rpc => "rpc",
+            Form::CloudEvent => "cloudevents",
+        }
+    }
+}
+
+/// One invocation a routed message asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutedEvent {
+    /// A function name (in the queue's account) or a function ARN.
+    pub function: String,
+    pub payload: Value,
+    pub form: Form,
+}
+
+/// What a routed message asks for: one event, or an aggregate of several.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routed {
+    pub events: Vec<RoutedEvent>,
+    /// Sub-events run one after another, in order (checkpointed).
+    pub ordered: bool,
+    pub aggregate: bool,
+}
+
+/// Parse a routing queue's message body. `Err` is the reason the message is malformed,
+/// in words fit for the dead-letter queue.
+pub fn routed(body: &str) -> Result<Routed, String> {
+    let value: Value =
+        serde_json::from_str(body).map_err(|e| format!("the message body is not JSON: {e}"))?;
+    let (items, ordered) = match value {
+        Value::Array(items) => (items, false),
+        Value::Object(ref o) if o.contains_key("events") => {
+            let ordered = match o.get("ordered") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return Err("\"ordered\" must be true or false".into()),
+            };
+            match o.get("events") {
+                Some(Value::Array(items)) => (items.clone(), ordered),
+                _ => return Err("\"events\" must be a list of events".into()),
+            }
+        }
+        single => {
+            return Ok(Routed {
+                events: vec![one(&single)?],
+                ordered: false,
+                aggregate: false,
+            });
+        }
+    };
+    if items.is_empty() {
+        return Err("the aggregate holds no events".into());
+    }
+    if items.len() > MAX_AGGREGATE {
+        return Err(format!(
+            "the aggregate holds {} events; at most {MAX_AGGREGATE} are allowed",
+            items.len()
+        ));
+    }
+    let events = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| one(item).map_err(|why| format!("event {i} of the aggregate: {why}")))
+        .collect::<Result<_, _>>()?;
+    Ok(Routed {
+        events,
+        ordered,
+        aggregate: true,
+    })
+}
+
+fn one(value: &Value) -> Result<RoutedEvent, String> {
+    let Value::Object(o) = value else {
+        return Err("an event must be a JSON object".into());
+    };
+    if let Some(target) = o.get("invoke") {
+        let function = non_empty_string(target, "\"invoke\"")?;
+        let payload = o.get("args").cloned().unwrap_or_else(|| json!({}));
+        return Ok(RoutedEvent {
+            function,
+            payload,
+            form: Form::Rpc,
+        });
+    }
+    if let Some(version) = o.get("specversion") {
+        if version.as_str() != Some("1.0") {
+            return Err(format!(
+                "unsupported CloudEvents specversion {version}: Ember reads 1.0"
+            ));
+        }
+        for required in ["id", "source", "type"] {
+            non_empty_string(
+                o.get(required).unwrap_or(&Value::Null),
+                &format!("the CloudEvents attribute \"{required}\""),
+            )?;
+        }
+        let function = non_empty_string(
+            o.get(CLOUDEVENTS_FUNCTION_EXTENSION)
+                .unwrap_or(&Value::Null),
+            &format!("the CloudEvents extension \"{CLOUDEVENTS_FUNCTION_EXTENSION}\""),
+        )?;
+        return Ok(RoutedEvent {
+            function,
+            payload: value.clone(),
+            form: Form::CloudEvent,
+        });
+    }
+    Err(format!(
+        "the message names no function: expected {{\"invoke\": ..., \"args\": ...}}, a CloudEvents \
+         1.0 event with the \"{CLOUDEVENTS_FUNCTION_EXTENSION}\" extension, or a list of these"
+    ))
+}
+
+fn non_empty_string(v: &Value, what: &str) -> Result<String, String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Ok(s.clone()),
+        Value::Null => Err(format!("{what} is missing")),
+        _ => Err(format!("{what} must be a non-empty string")),
+    }
+}
+
+/// The client context of a routed invocation (Lambda's `{"custom": ...}` shape, read by
+/// handlers as `context.client_context.custom["ember"]`): where the event came from, who
+/// owns the queue and who sent the message.
+pub fn invocation_context(
+    m: &ReceivedMessage,
+    queue_arn: &str,
+    owner: &str,
+    form: Form,
+    index: Option<usize>,
+) -> String {
+    let mut ember = json!({
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "messageId": m.message_id,
+        "owner": owner,
+        "sender": m.sender_id,
+        "form": form.as_str(),
+        "sentTimestamp": m.sent_ms,
+    });
+    if let Some(i) = index {
+        ember["index"] = json!(i);
+    }
+    json!({ "custom": { "ember": ember } }).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ember_queue::MessageAttribute;
+
+    #[test]
+    fn routed_forms() {
+        let r = routed(r#"{"invoke": "thumb", "args": {"k": 1}}"#).unwrap();
+        assert_eq!(r.events.len(), 1);
+        assert!(!r.aggregate);
+        assert_eq!(r.events[0].function, "thumb");
+        assert_eq!(r.events[0].payload, json!({"k": 1}));
+        assert_eq!(
+            routed(r#"{"invoke": "f"}"#).unwrap().events[0].payload,
+            json!({})
+        );
+
+        let ce = r#"{"specversion": "1.0", "id": "1", "source": "/s", "type": "t",
+                     "emberfunction": "f", "data": {"x": 2}}"#;
+        let r = routed(ce).unwrap();
+        assert_eq!(r.events[0].form, Form::CloudEvent);
+        assert_eq!(r.events[0].payload["data"], json!({"x": 2}));
+
+        let agg = routed(&format!(r#"[{{"invoke": "a"}}, {ce}]"#)).unwrap();
+        assert!(agg.aggregate && !agg.ordered);
+        assert_eq!(agg.events.len(), 2);
+        let ordered =
+            routed(r#"{"ordered": true, "events": [{"invoke": "a"}, {"invoke": "b"}]}"#).unwrap();
+        assert!(ordered.ordered);
+        assert_eq!(ordered.events[1].function, "b");
+    }
+
+    #[test]
+    fn malformed_routed_messages_say_why() {
+        let why = |b: &str| routed(b).unwrap_err();
+        assert!(why("not json").contains("not JSON"));
+        assert!(why("42").contains("JSON object"));
+        assert!(why(r#"{"hello": 1}"#).contains("names no function"));
+        assert!(why(r#"{"invoke": ""}"#).contains("non-empty"));
+        assert!(why(r#"{"invoke": 7}"#).contains("non-empty"));
+        assert!(why("[]").contains("no events"));
+        assert!(why(r#"{"events": 1}"#).contains("list"));
+        assert!(why(r#"{"events": [{"invoke": "a"}], "ordered": "yes"}"#).contains("ordered"));
+        assert!(why(r#"[{"invoke": "a"}, {"x": 1}]"#).starts_with("event 1 of the aggregate"));
+        let ce = r#"{"specversion": "1.0", "id": "1", "source": "/s", "type": "t"}"#;
+        assert!(why(ce).contains("emberfunction"));
+        assert!(why(r#"{"specversion": "0.3", "emberfunction": "f"}"#).contains("specversion"));
+        assert!(why(r#"{"specversion": "1.0", "emberfunction": "f"}"#).contains("\"id\""));
+        let many = format!(
+            "[{}]",
+            vec![r#"{"invoke":"a"}"#; MAX_AGGREGATE + 1].join(",")
+        );
+        assert!(why(&many).contains("at most"));
+    }
 
     fn message(id: &str) -> ReceivedMessage {
         ReceivedMessage {

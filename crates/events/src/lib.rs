@@ -20,6 +20,7 @@ pub mod asynchronous;
 pub mod convert;
 mod names;
 mod poller;
+pub mod router;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -70,6 +71,8 @@ pub struct EventsManager {
     reconciling: Arc<tokio::sync::Mutex<bool>>,
     /// Pollers of functions' asynchronous event queues.
     asynchronous: Arc<Mutex<asynchronous::AsyncPollers>>,
+    /// Pollers of routing queues, with their stop signals.
+    routers: Arc<Mutex<HashMap<ember_queue::QueueRef, (watch::Sender<bool>, JoinHandle<()>)>>>,
 }
 
 impl EventsManager {
@@ -94,6 +97,7 @@ impl EventsManager {
             retired: Arc::new(Mutex::new(Vec::new())),
             reconciling: Arc::new(tokio::sync::Mutex::new(false)),
             asynchronous: Arc::new(Mutex::new(Default::default())),
+            routers: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -107,6 +111,7 @@ impl EventsManager {
                 self.reconcile_one(&m.uuid.clone(), Some(m)).await;
             }
         }
+        self.start_routers().await?;
         self.resume_async().await
     }
 
@@ -243,6 +248,14 @@ impl EventsManager {
     /// long polls are closed at shutdown.
     pub fn stop_polling(&self) {
         let _ = self.shared.stop.send(true);
+        for (stop, _) in self
+            .routers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            let _ = stop.send(true);
+        }
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         for r in running.values() {
             let _ = r.stop.send(true);
@@ -257,9 +270,41 @@ impl EventsManager {
             let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
             running.drain().map(|(_, r)| r.task).collect()
         };
+        tasks.extend(
+            self.routers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .drain()
+                .map(|(_, (_, task))| task),
+        );
         tasks.append(&mut self.retired.lock().unwrap_or_else(|p| p.into_inner()));
         for t in tasks {
             let _ = t.await;
         }
     }
+}
+
+/// Record how long an event took from its send, and from its retrieval by a poller, to
+/// the handler starting.
+pub(crate) fn record_latency(
+    shared: &Shared,
+    source: &'static str,
+    function: &str,
+    sent_ms: i64,
+    received: std::time::Instant,
+    dispatched: std::time::Instant,
+) {
+    let _ = shared;
+    let poll_to_handler = dispatched.saturating_duration_since(received);
+    let dispatched_at = std::time::SystemTime::now() - dispatched.elapsed();
+    let dispatched_ms = dispatched_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    tracing::info!(
+        source,
+        function,
+        poll_to_handler_us = poll_to_handler.as_micros() as u64,
+        send_to_handler_ms = dispatched_ms - sent_ms,
+        "event dispatched"
+    );
 }

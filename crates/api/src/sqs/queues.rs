@@ -52,6 +52,7 @@ pub async fn create_queue(frontend: &Frontend, call: &Call) -> Result<Response, 
         .create_queue(&queue, &request.attributes.unwrap_or_default(), &tags)
         .await
         .map_err(queue_error)?;
+    frontend.notify_queue(&info.queue.account_id, &info.queue.name);
     ok(json!({ "QueueUrl": queue_url(call, &info.queue) }))
 }
 
@@ -156,6 +157,7 @@ pub async fn delete_queue(frontend: &Frontend, call: &Call) -> Result<Response, 
         .await
         .map_err(queue_error)?;
     tracing::info!(queue = %queue, "deleted queue");
+    frontend.notify_queue(&queue.account_id, &queue.name);
     ok(json!({}))
 }
 
