@@ -6,8 +6,9 @@
 //! has room — and only then long-polls the queue for a batch, taking the execution permit
 //! once the batch is there. A backlog never starts more invocations than the function may
 //! run, and an idle queue costs one parked long poll and holds no execution slot.
-//! Each batch is converted ([`convert`]), invoked through the worker manager, and
-//! acknowledged once its outcome is known: success deletes the batch; a function error
+//! Messages that match none of the mapping's filter patterns ([`filter`]) are deleted
+//! without an invocation. Each batch is converted ([`convert`]), invoked through the
+//! worker manager, and acknowledged once its outcome is known: success deletes the batch; a function error
 //! deletes nothing (the messages come back after their visibility timeout and reach the
 //! dead-letter queue through the queue's redrive policy); with `ReportBatchItemFailures`
 //! every message but the listed ones is deleted.
@@ -17,6 +18,7 @@
 //! stops pollers to match.
 
 pub mod convert;
+pub mod filter;
 mod poller;
 
 use std::collections::HashMap;
