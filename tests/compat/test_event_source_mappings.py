@@ -2,8 +2,9 @@
 botocore's Lambda model describes it, and the pollers behind it — batches delivered in
 Lambda's SQS event shape, deleted on success, left for the queue's redrive on a function
 error, partial deletion with ReportBatchItemFailures, disabled mappings leave messages
-alone, and rate matching: a backlog never runs more invocations at once than the
-function's concurrency allows."""
+alone, rate matching: a backlog never runs more invocations at once than the
+function's concurrency allows, and FilterCriteria: only matching messages reach the
+function, the others are deleted, and a batch with no match invokes nothing."""
 
 from __future__ import annotations
 
@@ -350,3 +351,155 @@ def test_deleting_the_function_stops_the_poller(lam, sqs, role, mappings, server
     with open(server.stderr_path, errors="replace") as f:
         log = f.read()
     assert "poll_to_handler_us" in log and "send_to_handler_ms" in log
+
+
+# --------------------------------------------------------------------------------------
+# FilterCriteria
+# --------------------------------------------------------------------------------------
+
+
+def criteria(*patterns) -> dict:
+    return {"Filters": [{"Pattern": json.dumps(p) if not isinstance(p, str) else p}
+                        for p in patterns]}
+
+
+def filters_of(config) -> list:
+    return config.get("FilterCriteria", {}).get("Filters", [])
+
+
+def test_filter_criteria_api(lam, lam_raw, sqs, function, mappings):
+    url, arn = make_queue(sqs, "filter-api")
+    given = criteria({"body": {"kind": ["order"]}}, {"body": [{"prefix": "urgent"}]})
+    created = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=function,
+                                              Enabled=False, FilterCriteria=given)
+    u = created["UUID"]
+    mappings.append(u)
+    assert created["FilterCriteria"] == given
+    assert lam.get_event_source_mapping(UUID=u)["FilterCriteria"] == given
+    listed = lam.list_event_source_mappings(EventSourceArn=arn)["EventSourceMappings"]
+    assert [m["FilterCriteria"] for m in listed] == [given]
+
+    # An update without FilterCriteria leaves it alone.
+    assert lam.update_event_source_mapping(UUID=u, BatchSize=5)["FilterCriteria"] == given
+
+    # Invalid criteria are refused, on create and on update, and change nothing.
+    too_long = json.dumps({"body": ["x" * 4100]})
+    invalid = [
+        criteria("not json"),
+        criteria("[1, 2]"),
+        criteria({}),
+        criteria({"body": []}),
+        criteria({"body": "x"}),
+        criteria({"body": [{"regex": "x"}]}),
+        criteria({"body": {"n": [{"numeric": [">", 5, "<", 1]}]}}),
+        criteria({"body": {"n": [{"anything-but": ["a", 1]}]}}),
+        criteria({"$or": [{"body": ["x"]}]}),
+        criteria(*[{"body": [str(i)]} for i in range(6)]),
+        criteria(too_long),
+    ]
+    for bad in invalid:
+        with pytest.raises(ClientError) as e:
+            lam_raw.create_event_source_mapping(EventSourceArn=arn, FunctionName=function,
+                                                Enabled=False, FilterCriteria=bad)
+        assert error(e) == (400, "InvalidParameterValueException"), bad
+        with pytest.raises(ClientError) as e:
+            lam_raw.update_event_source_mapping(UUID=u, FilterCriteria=bad)
+        assert error(e) == (400, "InvalidParameterValueException"), bad
+    with pytest.raises(ClientError) as e:
+        lam.update_event_source_mapping(UUID=u, FilterCriteria=criteria("{oops"))
+    assert "Invalid filter pattern definition" in e.value.response["Error"]["Message"]
+    assert lam.get_event_source_mapping(UUID=u)["FilterCriteria"] == given
+    assert [m["UUID"] for m in
+            lam.list_event_source_mappings(EventSourceArn=arn)["EventSourceMappings"]] == [u]
+
+    # Five filters and a 4096-character pattern are the limits.
+    five = criteria(*[{"body": [str(i)]} for i in range(5)])
+    assert lam.update_event_source_mapping(UUID=u, FilterCriteria=five)["FilterCriteria"] == five
+    longest = json.dumps({"body": ["x" * (4096 - 14)]})
+    assert len(longest) == 4096
+    assert filters_of(lam.update_event_source_mapping(
+        UUID=u, FilterCriteria=criteria(longest))) == [{"Pattern": longest}]
+
+    # {"Filters": []} and {} clear it.
+    cleared = lam.update_event_source_mapping(UUID=u, FilterCriteria={"Filters": []})
+    assert filters_of(cleared) == []
+    assert filters_of(lam.get_event_source_mapping(UUID=u)) == []
+    lam.update_event_source_mapping(UUID=u, FilterCriteria=given)
+    assert lam.get_event_source_mapping(UUID=u)["FilterCriteria"] == given
+    lam.update_event_source_mapping(UUID=u, FilterCriteria={})
+    assert filters_of(lam.get_event_source_mapping(UUID=u)) == []
+
+
+@needs_python
+def test_filter_criteria_deliver_only_matching_messages(lam, sqs, function, mappings):
+    # Every body says "fail", so the function reports every message it gets as failed and
+    # the redrive policy moves it to the DLQ: the DLQ holds exactly what was delivered.
+    dlq_url, dlq_arn = make_queue(sqs, "filter-dlq")
+    url, arn = make_queue(sqs, "filter", dlq_arn=dlq_arn, max_receive=1, visibility=2)
+    matching = [
+        json.dumps({"kind": "order", "amount": 150, "note": "fail"}),
+        json.dumps({"kind": "order", "amount": 100.5, "tags": ["x", "fail"]}),
+        json.dumps({"kind": "refund", "region": "eu-west-1", "note": "fail"}),
+        "fail: plain text",
+        '["fail, not JSON: a plain body',
+    ]
+    other = [
+        json.dumps({"kind": "order", "amount": 100, "note": "fail"}),
+        json.dumps({"kind": "order", "amount": "150", "note": "fail"}),
+        json.dumps({"kind": "refund", "region": "us-east-1", "note": "fail"}),
+        json.dumps({"kind": "refund", "note": "fail"}),
+        # Its text starts with ["fail, but a JSON body never matches a plain pattern.
+        json.dumps(["fail", "JSON"]),
+        "fail plain text without the colon",
+        "{\"kind\": \"order\", \"amount\": 500, broken JSON is plain text: fail",
+    ]
+    bodies = matching + other
+    sqs.send_message_batch(QueueUrl=url, Entries=[
+        {"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[:10])])
+    sqs.send_message_batch(QueueUrl=url, Entries=[
+        {"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[10:])])
+    m = lam.create_event_source_mapping(
+        EventSourceArn=arn, FunctionName=function, BatchSize=10,
+        MaximumBatchingWindowInSeconds=1, FunctionResponseTypes=["ReportBatchItemFailures"],
+        FilterCriteria=criteria(
+            {"body": {"kind": ["order"], "amount": [{"numeric": [">", 100]}]}},
+            {"body": {"kind": ["refund"], "region": [{"anything-but": {"prefix": "us-"}}]}},
+            {"body": [{"prefix": "fail: "}]},
+            {"body": [{"prefix": "[\"fail"}]},
+        ))
+    mappings.append(m["UUID"])
+    wait_until(lambda: counts(sqs, url) == (0, 0) and counts(sqs, dlq_url)[0] == len(matching),
+               what="the queue to empty and the delivered messages to reach the DLQ")
+    time.sleep(1)
+    assert counts(sqs, url) == (0, 0)
+    assert sorted(drain(sqs, dlq_url)) == sorted(matching)
+
+
+@needs_python
+def test_a_batch_with_no_match_invokes_nothing(lam, sqs, function, mappings, server):
+    url, arn = make_queue(sqs, "filter-none")
+    m = lam.create_event_source_mapping(
+        EventSourceArn=arn, FunctionName=function, BatchSize=10,
+        FilterCriteria=criteria({"body": {"kind": ["order"]}}))
+    u = m["UUID"]
+    mappings.append(u)
+    sqs.send_message_batch(QueueUrl=url, Entries=[
+        {"Id": "0", "MessageBody": json.dumps({"kind": "refund"})},
+        {"Id": "1", "MessageBody": "order"},
+        {"Id": "2", "MessageBody": json.dumps({"Kind": "order"})},
+    ])
+    wait_until(lambda: counts(sqs, url) == (0, 0), what="the filtered messages to be deleted")
+
+    def invocations() -> int:
+        with open(server.stderr_path, errors="replace") as f:
+            return sum(1 for line in f
+                       if "event source mapping batch invoked" in line and u in line)
+
+    time.sleep(1)
+    assert invocations() == 0
+    # Clearing the filters delivers everything again (and shows the count can move).
+    lam.update_event_source_mapping(UUID=u, FilterCriteria={"Filters": []})
+    time.sleep(1)
+    sqs.send_message(QueueUrl=url, MessageBody="hello")
+    wait_until(lambda: counts(sqs, url) == (0, 0), what="the unfiltered message")
+    wait_until(lambda: invocations() == 1, what="the invocation to be logged")

@@ -2,7 +2,8 @@
 //! and function responses become acknowledgement decisions. The one place event shapes
 //! are built, for every event source.
 //!
-//! - [`sqs_event`]: a batch of SQS messages → Lambda's SQS event (`{"Records": [...]}`).
+//! - [`sqs_event`]: a batch of SQS messages → Lambda's SQS event (`{"Records": [...]}`);
+//!   [`sqs_record`]: one of its records.
 //! - [`batch_item_failures`]: a `ReportBatchItemFailures` response → the messages that
 //!   failed, or the whole batch when the response does not follow the contract.
 //! - [`routed`]: a message on a routing queue, which names its function itself → the
@@ -33,7 +34,8 @@ pub fn sqs_event(messages: &[ReceivedMessage], queue_arn: &str, region: &str) ->
     json!({ "Records": records })
 }
 
-fn sqs_record(m: &ReceivedMessage, queue_arn: &str, region: &str) -> Value {
+/// One message as a record of Lambda's SQS event (what filter patterns see, too).
+pub fn sqs_record(m: &ReceivedMessage, queue_arn: &str, region: &str) -> Value {
     let mut attributes = Map::new();
     let mut put = |k: &str, v: String| {
         attributes.insert(k.to_owned(), Value::String(v));

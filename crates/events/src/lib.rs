@@ -6,8 +6,9 @@
 //! has room — and only then long-polls the queue for a batch, taking the execution permit
 //! once the batch is there. A backlog never starts more invocations than the function may
 //! run, and an idle queue costs one parked long poll and holds no execution slot.
-//! Each batch is converted ([`convert`]), invoked through the worker manager, and
-//! acknowledged once its outcome is known: success deletes the batch; a function error
+//! Messages that match none of the mapping's filter patterns ([`filter`]) are deleted
+//! without an invocation. Each batch is converted ([`convert`]), invoked through the
+//! worker manager, and acknowledged once its outcome is known: success deletes the batch; a function error
 //! deletes nothing (the messages come back after their visibility timeout and reach the
 //! dead-letter queue through the queue's redrive policy); with `ReportBatchItemFailures`
 //! every message but the listed ones is deleted.
@@ -18,6 +19,7 @@
 
 pub mod asynchronous;
 pub mod convert;
+pub mod filter;
 mod names;
 mod poller;
 pub mod router;
@@ -60,6 +62,9 @@ struct Running {
     task: JoinHandle<()>,
 }
 
+/// A routing queue's poller and its stop signal.
+type RunningRouter = (watch::Sender<bool>, JoinHandle<()>);
+
 /// Starts, stops and restarts the pollers of event source mappings. Cheap to clone.
 #[derive(Clone)]
 pub struct EventsManager {
@@ -72,7 +77,7 @@ pub struct EventsManager {
     /// Pollers of functions' asynchronous event queues.
     asynchronous: Arc<Mutex<asynchronous::AsyncPollers>>,
     /// Pollers of routing queues, with their stop signals.
-    routers: Arc<Mutex<HashMap<ember_queue::QueueRef, (watch::Sender<bool>, JoinHandle<()>)>>>,
+    routers: Arc<Mutex<HashMap<ember_queue::QueueRef, RunningRouter>>>,
 }
 
 impl EventsManager {

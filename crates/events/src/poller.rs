@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 
 use crate::Shared;
 use crate::convert;
+use crate::filter::BatchFilter;
 
 /// SQS's longest long poll.
 const LONG_POLL: Duration = Duration::from_secs(20);
@@ -50,6 +51,7 @@ pub(crate) async fn run(
             .maximum_concurrency
             .unwrap_or(DEFAULT_MAX_CONCURRENCY) as usize,
     ));
+    let filter = BatchFilter::for_mapping(&shared, &mapping);
     let mapping = Arc::new(mapping);
     let mut in_flight = JoinSet::new();
     loop {
@@ -104,6 +106,11 @@ pub(crate) async fn run(
             // Received after the mapping was disabled: give the messages back untouched.
             give_back(&shared, &queue, &batch).await;
             break;
+        }
+        // FilterCriteria: what matches no pattern is deleted, never invoked.
+        let batch = filter.keep_matching(&shared, &queue, batch).await;
+        if batch.is_empty() {
+            continue;
         }
         // Room was there before the receive; a synchronous invocation may have taken it
         // since, so wait for a slot (the messages stay leased meanwhile).

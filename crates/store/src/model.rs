@@ -195,6 +195,9 @@ pub struct EventSourceMapping {
     pub report_batch_item_failures: bool,
     /// `ScalingConfig.MaximumConcurrency`.
     pub maximum_concurrency: Option<u32>,
+    /// `FilterCriteria.Filters[].Pattern`, as the caller gave them (checked by the API;
+    /// empty: no filtering).
+    pub filter_patterns: Vec<String>,
     pub last_modified_ms: i64,
 }
 

@@ -79,6 +79,9 @@ CREATE TABLE event_source_mappings (
 CREATE INDEX event_source_mappings_by_account ON event_source_mappings(account_id, function_name);
 "#,
     r#"
+ALTER TABLE event_source_mappings ADD COLUMN filter_patterns TEXT NOT NULL DEFAULT '[]';
+"#,
+    r#"
 ALTER TABLE functions ADD COLUMN dead_letter_target_arn TEXT;
 CREATE TABLE function_settings (
     account_id  TEXT NOT NULL,
@@ -99,7 +102,7 @@ CREATE TABLE checkpoints (
 
 const MAPPING_SELECT: &str = "SELECT uuid, account_id, function_name, queue_name, batch_size,
      max_batching_window, enabled, report_batch_item_failures, maximum_concurrency,
-     last_modified_ms FROM event_source_mappings";
+     last_modified_ms, filter_patterns FROM event_source_mappings";
 
 fn mapping_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventSourceMapping> {
     Ok(EventSourceMapping {
@@ -113,6 +116,12 @@ fn mapping_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventSourceMapping> {
         report_batch_item_failures: r.get(7)?,
         maximum_concurrency: r.get(8)?,
         last_modified_ms: r.get(9)?,
+        filter_patterns: {
+            let text: String = r.get(10)?;
+            serde_json::from_str(&text).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(10, rusqlite::types::Type::Text, e.into())
+            })?
+        },
     })
 }
 
@@ -679,19 +688,21 @@ impl Store for SqliteStore {
 
     async fn put_event_source_mapping(&self, mapping: &EventSourceMapping) -> Result<()> {
         let m = mapping.clone();
+        let patterns = serde_json::Value::from(m.filter_patterns.clone()).to_string();
         self.with(move |conn| {
             conn.execute(
                 "INSERT INTO event_source_mappings (uuid, account_id, function_name, queue_name,
                      batch_size, max_batching_window, enabled, report_batch_item_failures,
-                     maximum_concurrency, last_modified_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     maximum_concurrency, last_modified_ms, filter_patterns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT (uuid) DO UPDATE SET function_name = excluded.function_name,
                      batch_size = excluded.batch_size,
                      max_batching_window = excluded.max_batching_window,
                      enabled = excluded.enabled,
                      report_batch_item_failures = excluded.report_batch_item_failures,
                      maximum_concurrency = excluded.maximum_concurrency,
-                     last_modified_ms = excluded.last_modified_ms",
+                     last_modified_ms = excluded.last_modified_ms,
+                     filter_patterns = excluded.filter_patterns",
                 params![
                     m.uuid,
                     m.account_id,
@@ -702,7 +713,8 @@ impl Store for SqliteStore {
                     m.enabled,
                     m.report_batch_item_failures,
                     m.maximum_concurrency,
-                    m.last_modified_ms
+                    m.last_modified_ms,
+                    patterns
                 ],
             )?;
             Ok(())
@@ -1016,6 +1028,7 @@ mod tests {
             enabled: true,
             report_batch_item_failures: false,
             maximum_concurrency: None,
+            filter_patterns: Vec::new(),
             last_modified_ms: 1,
         };
         store.put_event_source_mapping(&m).await.unwrap();
@@ -1028,6 +1041,10 @@ mod tests {
         m.max_batching_window = 5;
         m.report_batch_item_failures = true;
         m.maximum_concurrency = Some(7);
+        m.filter_patterns = vec![
+            r#"{"body": {"a": [1]}}"#.into(),
+            r#"{"body": ["x"]}"#.into(),
+        ];
         store.put_event_source_mapping(&m).await.unwrap();
         drop(store);
         let store = SqliteStore::open(&path).unwrap();
@@ -1177,6 +1194,28 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(version, MIGRATIONS.len());
+    }
+
+    #[tokio::test]
+    async fn a_version_3_mapping_gets_no_filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ember.db");
+        let conn = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute_batch(
+            "INSERT INTO accounts VALUES ('111111111111', 'a', 0, 1);
+             INSERT INTO event_source_mappings VALUES
+                 ('u1', '111111111111', 'f', 'q', 10, 0, 1, 0, NULL, 1);",
+        )
+        .unwrap();
+        drop(conn);
+        let store = SqliteStore::open(&path).unwrap();
+        let m = store.get_event_source_mapping("u1").await.unwrap().unwrap();
+        assert!(m.filter_patterns.is_empty());
+        assert_eq!(m.batch_size, 10);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! ([`crate::MappingEvents`]), which runs the pollers.
 
 use axum::response::Response;
+use ember_events::filter::FilterCriteria;
 use ember_queue::{QueueError, QueueRef};
 use ember_store::EventSourceMapping;
 use http::StatusCode;
@@ -81,15 +82,51 @@ async fn check_queue(frontend: &Frontend, queue: &QueueRef, arn: &str) -> Result
     }
 }
 
+/// The patterns of a request's `FilterCriteria`, checked and compiled as the poller will
+/// (`{}`, `{"Filters": []}` or `{"Filters": null}` clear them).
+fn filter_patterns(criteria: &Value) -> Result<Vec<String>, ApiError> {
+    let filters = match criteria {
+        Value::Object(c) => c.get("Filters").unwrap_or(&Value::Null),
+        _ => {
+            return Err(ApiError::invalid_parameter(
+                "FilterCriteria must be an object: {\"Filters\": [{\"Pattern\": \"...\"}]}",
+            ));
+        }
+    };
+    let patterns: Vec<String> = match filters {
+        Value::Null => Vec::new(),
+        Value::Array(items) => items
+            .iter()
+            .map(|f| {
+                f.get("Pattern")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        ApiError::invalid_parameter(
+                            "Each of FilterCriteria.Filters must be {\"Pattern\": \"<JSON pattern>\"}",
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(ApiError::invalid_parameter(
+                "FilterCriteria.Filters must be a list",
+            ));
+        }
+    };
+    FilterCriteria::compile(&patterns).map_err(|e| ApiError::invalid_parameter(e.to_string()))?;
+    Ok(patterns)
+}
+
 /// Apply a request's settings to `m` and check the result as Lambda does.
 fn apply(m: &mut EventSourceMapping, r: &Request, fifo: bool) -> Result<(), ApiError> {
-    if r.filter_criteria.as_ref().is_some_and(|f| {
-        f.get("Filters")
-            .is_some_and(|f| f.as_array().is_some_and(|a| !a.is_empty()))
-    }) {
-        return Err(ApiError::invalid_parameter(
-            "FilterCriteria is not supported by Ember yet",
-        ));
+    if let Some(patterns) = r
+        .filter_criteria
+        .as_ref()
+        .map(filter_patterns)
+        .transpose()?
+    {
+        m.filter_patterns = patterns;
     }
     if r.starting_position.is_some() {
         return Err(ApiError::invalid_parameter(
@@ -179,6 +216,14 @@ fn configuration(frontend: &Frontend, m: &EventSourceMapping, state: &str) -> Va
     if let Some(c) = m.maximum_concurrency {
         v["ScalingConfig"] = json!({ "MaximumConcurrency": c });
     }
+    if !m.filter_patterns.is_empty() {
+        let filters: Vec<Value> = m
+            .filter_patterns
+            .iter()
+            .map(|p| json!({ "Pattern": p }))
+            .collect();
+        v["FilterCriteria"] = json!({ "Filters": filters });
+    }
     v
 }
 
@@ -230,6 +275,7 @@ pub async fn create(frontend: &Frontend, call: &Call) -> Result<Response, ApiErr
         enabled: true,
         report_batch_item_failures: false,
         maximum_concurrency: None,
+        filter_patterns: Vec::new(),
         last_modified_ms: now_ms(),
     };
     apply(&mut m, &r, fifo)?;
