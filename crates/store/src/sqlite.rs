@@ -308,6 +308,20 @@ fn function_params(f: &Function) -> Result<[Box<dyn rusqlite::ToSql>; 17]> {
     ])
 }
 
+/// [`StoreError::NotFound`] unless the function exists.
+fn require_function(conn: &Connection, account_id: &str, name: &str) -> Result<()> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM functions WHERE account_id = ?1 AND name = ?2)",
+        params![account_id, name],
+        |r| r.get(0),
+    )?;
+    if exists {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(format!("function {name}")))
+    }
+}
+
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(
         e,
@@ -601,14 +615,7 @@ impl Store for SqliteStore {
             // The check and the write in one transaction, so two concurrent reservations
             // cannot both pass it.
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let exists: bool = tx.query_row(
-                "SELECT EXISTS(SELECT 1 FROM functions WHERE account_id = ?1 AND name = ?2)",
-                params![account_id, name],
-                |r| r.get(0),
-            )?;
-            if !exists {
-                return Err(StoreError::NotFound(format!("function {name}")));
-            }
+            require_function(&tx, &account_id, &name)?;
             let current: Option<i64> = tx
                 .query_row(
                     "SELECT reserved FROM function_concurrency WHERE account_id = ?1 AND name = ?2",
@@ -795,14 +802,7 @@ impl Store for SqliteStore {
         let body = body.map(str::to_owned);
         self.with(move |conn| {
             let tx = conn.transaction()?;
-            let exists: bool = tx.query_row(
-                "SELECT EXISTS(SELECT 1 FROM functions WHERE account_id = ?1 AND name = ?2)",
-                params![account_id, name],
-                |r| r.get(0),
-            )?;
-            if !exists {
-                return Err(StoreError::NotFound(format!("function {name}")));
-            }
+            require_function(&tx, &account_id, &name)?;
             let existed = tx.execute(
                 "DELETE FROM function_settings WHERE account_id = ?1 AND name = ?2 AND kind = ?3",
                 params![account_id, name, kind.as_str()],
