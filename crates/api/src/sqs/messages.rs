@@ -16,9 +16,7 @@ use ember_queue::{
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{
-    Int, check_batch_ids, failed_entry, ok, parse, queue_error, required, resolve, sqs_error,
-};
+use super::{Int, batch_ids, failed_entry, ok, parse, queue_error, required, resolve, sqs_error};
 use crate::{ApiError, Call, Frontend};
 
 /// A message attribute as the wire carries it.
@@ -199,12 +197,9 @@ pub async fn send_message_batch(frontend: &Frontend, call: &Call) -> Result<Resp
     let request: SendMessageBatchRequest = parse(&call.body)?;
     let queue = resolve(call, &request.queue_url)?;
     let entries = request.entries.unwrap_or_default();
-    let ids: Vec<String> = entries
-        .iter()
-        .map(|e| e.id.clone().unwrap_or_default())
-        .collect();
-    check_batch_ids(
-        ids.iter().map(String::as_str),
+    let ids = batch_ids(
+        &entries,
+        |e| e.id.as_deref(),
         "SendMessageBatchRequestEntry",
     )?;
     let converted: Vec<Result<NewMessage, QueueError>> = entries
@@ -465,12 +460,9 @@ pub async fn delete_message_batch(frontend: &Frontend, call: &Call) -> Result<Re
     let request: HandleBatchRequest = parse(&call.body)?;
     let queue = resolve(call, &request.queue_url)?;
     let entries = request.entries.unwrap_or_default();
-    let ids: Vec<String> = entries
-        .iter()
-        .map(|e| e.id.clone().unwrap_or_default())
-        .collect();
-    check_batch_ids(
-        ids.iter().map(String::as_str),
+    let ids = batch_ids(
+        &entries,
+        |e| e.id.as_deref(),
         "DeleteMessageBatchRequestEntry",
     )?;
     let handles = entries
@@ -537,12 +529,9 @@ pub async fn change_message_visibility_batch(
     let request: HandleBatchRequest = parse(&call.body)?;
     let queue = resolve(call, &request.queue_url)?;
     let entries = request.entries.unwrap_or_default();
-    let ids: Vec<String> = entries
-        .iter()
-        .map(|e| e.id.clone().unwrap_or_default())
-        .collect();
-    check_batch_ids(
-        ids.iter().map(String::as_str),
+    let ids = batch_ids(
+        &entries,
+        |e| e.id.as_deref(),
         "ChangeMessageVisibilityBatchRequestEntry",
     )?;
     // Entries with a bad timeout fail on their own; the rest go to the queue together.

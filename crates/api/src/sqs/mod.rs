@@ -327,6 +327,21 @@ fn resolve(call: &Call, url: &Option<String>) -> Result<QueueRef, ApiError> {
 
 /// The common checks of a batch request's entry ids: 1–10 entries, ids of letters,
 /// digits, `-` and `_` (at most 80), all distinct.
+/// The `Id`s of a batch's entries (a missing one is empty), checked with
+/// [`check_batch_ids`].
+fn batch_ids<E>(
+    entries: &[E],
+    id: impl Fn(&E) -> Option<&str>,
+    kind: &str,
+) -> Result<Vec<String>, ApiError> {
+    let ids: Vec<String> = entries
+        .iter()
+        .map(|e| id(e).unwrap_or_default().to_owned())
+        .collect();
+    check_batch_ids(ids.iter().map(String::as_str), kind)?;
+    Ok(ids)
+}
+
 fn check_batch_ids<'a>(
     ids: impl ExactSizeIterator<Item = &'a str>,
     kind: &str,
