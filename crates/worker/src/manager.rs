@@ -192,6 +192,8 @@ impl WorkerManager {
         }
         let shims = config.data_dir.join("runtime");
         ember_runtime::shims::install(&shims)?;
+        let mut runtimes = HostRuntimes::detect();
+        runtimes.use_compiled_shims(&shims);
         // Sandboxes bind the shims and the code from published paths: the data directory
         // itself may sit under a directory their unprivileged uids cannot search.
         let runtime_dir = env
@@ -210,7 +212,7 @@ impl WorkerManager {
                 closed: std::sync::atomic::AtomicBool::new(false),
                 config,
                 env,
-                runtimes: HostRuntimes::detect(),
+                runtimes,
                 cache,
                 runtime_dir,
                 idle: Mutex::new(HashMap::new()),
