@@ -99,6 +99,12 @@ def unserialisable(value):
 json = Json()
 
 
+# Long polls (GET .../next, GET .../ember/assignment) carry this header: Ember may then
+# answer one with 204 No Content to check that the runtime is responsive, and the runtime
+# simply asks again.
+PROBE_HEADER = {"Ember-Health-Probe": "1"}
+
+
 class Connection:
     """One keep-alive HTTP/1.1 connection to the Runtime API, reopened if it drops.
 
@@ -265,9 +271,17 @@ class InitError(Exception):
         self.error_type, self.message, self.cause = error_type, message, cause
 
 
+def long_poll(api, path):
+    """GET a long-poll endpoint until it answers with something other than a probe."""
+    while True:
+        resp, body = api.request("GET", path, headers=PROBE_HEADER)
+        if resp.status != 204:
+            return resp, body
+
+
 def await_assignment(api):
     """A pooled runtime boots before it has a function: wait for it (Ember's own call)."""
-    resp, body = api.request("GET", "/ember/assignment")
+    resp, body = long_poll(api, "/ember/assignment")
     if resp.status != 200:
         sys.stderr.write("runtime API assignment answered %d\n" % resp.status)
         sys.exit(1)
@@ -327,7 +341,7 @@ def main():
         sys.exit(1)
 
     while True:
-        resp, body = api.request("GET", "/invocation/next")
+        resp, body = long_poll(api, "/invocation/next")
         if resp.status != 200:
             sys.stderr.write("runtime API /next answered %d\n" % resp.status)
             sys.exit(1)

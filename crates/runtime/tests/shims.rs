@@ -375,3 +375,131 @@ async fn pooled_runtimes_boot_first_and_take_their_function_later() {
         assert_eq!(v["v"], "42", "{language}");
     }
 }
+
+/// One health check a bound after the previous one: it sees whether the runtime came
+/// back after the probe the previous check sent.
+async fn check_after(rt: &Runtime, bound: Duration) -> Result<(), ember_runtime::Unresponsive> {
+    tokio::time::sleep(bound + Duration::from_millis(100)).await;
+    rt.api.check_responsive(bound)
+}
+
+fn signal(rt: &Runtime, signal: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(rt.child.id() as i32);
+    nix::sys::signal::kill(pid, signal).unwrap();
+}
+
+#[tokio::test]
+async fn idle_runtimes_answer_health_probes_and_stopped_ones_do_not() {
+    use nix::sys::signal::Signal;
+    let bound = Duration::from_millis(400);
+    for (language, handler, file, text) in [
+        (
+            "python",
+            "app.handler",
+            "app.py",
+            "def handler(e, c):\n    return e\n",
+        ),
+        (
+            "node",
+            "index.handler",
+            "index.js",
+            "exports.handler = async (e) => e;\n",
+        ),
+    ] {
+        // Pooled: parked in the assignment long poll.
+        let rt = start_with(language, None, &[(file, text)]);
+        tokio::time::timeout(Duration::from_secs(10), rt.api.booted())
+            .await
+            .unwrap()
+            .unwrap();
+        rt.api.check_responsive(bound).unwrap();
+        for _ in 0..3 {
+            check_after(&rt, bound).await.expect(language);
+        }
+        // Probed runtimes still take their function.
+        assert!(rt.api.assign(ember_runtime::Assignment {
+            handler: handler.into(),
+            env: vec![],
+        }));
+        ready(&rt).await.unwrap();
+        assert!(matches!(call(&rt, "p1", "{}").await, Outcome::Success(_)));
+        // Warm: parked in GET /next, probed, and still serving events afterwards.
+        rt.api.check_responsive(bound).unwrap();
+        check_after(&rt, bound).await.expect(language);
+        assert!(matches!(call(&rt, "p2", "{}").await, Outcome::Success(_)));
+        // Stopped: its request stays parked, but it never answers the probe.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        signal(&rt, Signal::SIGSTOP);
+        rt.api.check_responsive(bound).unwrap();
+        assert_eq!(
+            check_after(&rt, bound).await,
+            Err(ember_runtime::Unresponsive::Probe(bound)),
+            "{language}"
+        );
+        signal(&rt, Signal::SIGCONT);
+    }
+}
+
+// Multi-threaded: the test reads from its client sockets with blocking calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_whose_long_poll_is_gone_is_not_parked() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let api = RuntimeApi::serve(listener).unwrap();
+    let bound = Duration::from_millis(300);
+    let poll = |probe: bool| {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let header = if probe {
+            "Ember-Health-Probe: 1\r\n"
+        } else {
+            ""
+        };
+        write!(
+            s,
+            "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n{header}\r\n"
+        )
+        .unwrap();
+        s
+    };
+    // A client that does not accept probes is parked, and never probed.
+    let mut quiet = poll(false);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..3 {
+        api.check_responsive(bound).unwrap();
+        tokio::time::sleep(bound + Duration::from_millis(50)).await;
+    }
+    quiet
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        std::io::Read::read(&mut quiet, &mut byte).is_err(),
+        "its long poll was answered"
+    );
+    // Its connection closes: it is no longer parked, and after the bound it fails.
+    drop(quiet);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    api.check_responsive(bound).unwrap();
+    tokio::time::sleep(bound).await;
+    assert_eq!(
+        api.check_responsive(bound),
+        Err(ember_runtime::Unresponsive::NotParked(bound))
+    );
+    // Parked again (a client that accepts probes): answered with 204 on a probe.
+    let mut probed = poll(true);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    api.check_responsive(bound).unwrap();
+    probed
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut head = [0u8; 12];
+    std::io::Read::read_exact(&mut probed, &mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 204");
+    // It does not ask again: the next check after the bound says so.
+    tokio::time::sleep(bound + Duration::from_millis(50)).await;
+    assert_eq!(
+        api.check_responsive(bound),
+        Err(ember_runtime::Unresponsive::Probe(bound))
+    );
+}
