@@ -503,3 +503,50 @@ async fn a_runtime_whose_long_poll_is_gone_is_not_parked() {
         Err(ember_runtime::Unresponsive::Probe(bound))
     );
 }
+
+/// The Python shim's `Json` (on `_json`, so that the runtime need not import `json`)
+/// gives exactly what `json.loads` and `json.dumps` give, results and errors alike.
+#[test]
+fn the_python_shims_json_is_the_json_modules() {
+    let dir = tempfile::tempdir().unwrap();
+    ember_runtime::shims::install(dir.path()).unwrap();
+    let script = r#"
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("shim", sys.argv[1])
+shim = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(shim)
+documents = [b'{"a": [1, 2.5, "h\\u00e9", null, true, false]}', b'  5 \n', b'"x"', "{\"k\": \"\u00e9\u2603\"}",
+    b'\xef\xbb\xbf{}', b'{"a": 1} x', b'[1e400, NaN, -Infinity, -0.0]', b'{"a": 1, "a": 2}', b'', b' \t ',
+    b'{"big": 123456789012345678901234567890}', b'"\xed\xa0\x80"', '{"x": "\ud800"}', b'{"a":', b'[1,]',
+    '"\\u0000"', b'\x00"\x00"', b'"\x00"', bytearray(b'[3]'), b'{"nested": ' * 50 + b'1' + b'}' * 50]
+circular = []
+circular.append(circular)
+values = [{"a": [1, 2.5, "h\u00e9 \u2603", None, True, float("nan"), float("-inf")]}, "x", 1.0, -0.0, [],
+    {1: 2, None: 3, 2.5: 1, True: 0}, object(), {"x": {1, 2}}, (1, 2), circular, {(1, 2): 3}, 10**30,
+    {"deep": [[[[{"a": "\n\t\"\\"}]]]]}, "\ud800"]
+def outcome(f, x):
+    # Each call as in a runtime that has not imported json (an error before imports it).
+    sys.modules.pop("json", None)
+    try:
+        return ("ok", repr(f(x)))
+    except Exception as e:
+        return ("error", type(e).__name__, str(e))
+fast = [outcome(shim.json.loads, d) for d in documents] + [outcome(shim.json.dumps, v) for v in values]
+import json
+reference = [outcome(json.loads, d) for d in documents] + [outcome(json.dumps, v) for v in values]
+bad = [(i, a, b) for i, (a, b) in enumerate(zip(fast, reference)) if a != b]
+print(bad)
+sys.exit(1 if bad else 0)
+"#;
+    let out = Command::new(PYTHON)
+        .args(["-I", "-S", "-c", script])
+        .arg(dir.path().join("bootstrap.py"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "differences from json: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
