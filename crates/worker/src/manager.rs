@@ -375,9 +375,9 @@ impl WorkerManager {
     /// The periodic health check of idle and pooled workers: destroys those the
     /// keep-alive policy retires (idle ones), whose sandbox died, or whose runtime is not
     /// responsive: not parked in its long poll (`GET /next`, or the pooled assignment),
-    /// or not back in it within [`RESPONSIVE_WITHIN`] of the probe the previous check
-    /// sent (see [`RuntimeApi::check_responsive`]). The pool is refilled. Call it more
-    /// often than [`RESPONSIVE_WITHIN`] is long for prompt detection; returns how many went.
+    /// or not back in it after a probe an earlier check sent, by the first check at least
+    /// [`RESPONSIVE_WITHIN`] later (see [`RuntimeApi::check_responsive`]). The pool is
+    /// refilled. Returns how many went.
     pub fn reap_idle(&self) -> usize {
         let policy = self.inner.config.keep_alive.clone();
         let unhealthy = |w: &Worker| -> bool {
