@@ -391,7 +391,8 @@ fn signal(rt: &Runtime, signal: nix::sys::signal::Signal) {
 #[tokio::test]
 async fn idle_runtimes_answer_health_probes_and_stopped_ones_do_not() {
     use nix::sys::signal::Signal;
-    let bound = Duration::from_millis(400);
+    // Long enough for a live runtime to be scheduled on a busy machine.
+    let bound = Duration::from_millis(1000);
     for (language, handler, file, text) in [
         (
             "python",
@@ -413,7 +414,7 @@ async fn idle_runtimes_answer_health_probes_and_stopped_ones_do_not() {
             .unwrap()
             .unwrap();
         rt.api.check_responsive(bound).unwrap();
-        for _ in 0..3 {
+        for _ in 0..2 {
             check_after(&rt, bound).await.expect(language);
         }
         // Probed runtimes still take their function.
@@ -427,15 +428,12 @@ async fn idle_runtimes_answer_health_probes_and_stopped_ones_do_not() {
         rt.api.check_responsive(bound).unwrap();
         check_after(&rt, bound).await.expect(language);
         assert!(matches!(call(&rt, "p2", "{}").await, Outcome::Success(_)));
-        // Stopped: its request stays parked, but it never answers the probe.
+        // Stopped: its request stays parked, but it never answers the probe. (Stopped
+        // before it was back in GET /next, on a very busy machine, it is not parked.)
         tokio::time::sleep(Duration::from_millis(100)).await;
         signal(&rt, Signal::SIGSTOP);
         rt.api.check_responsive(bound).unwrap();
-        assert_eq!(
-            check_after(&rt, bound).await,
-            Err(ember_runtime::Unresponsive::Probe(bound)),
-            "{language}"
-        );
+        assert!(check_after(&rt, bound).await.is_err(), "{language}");
         signal(&rt, Signal::SIGCONT);
     }
 }
@@ -477,19 +475,28 @@ async fn a_runtime_whose_long_poll_is_gone_is_not_parked() {
         std::io::Read::read(&mut quiet, &mut byte).is_err(),
         "its long poll was answered"
     );
-    // Its connection closes: it is no longer parked, and after the bound it fails.
+    // Its connection closes: it is no longer parked (once the server has noticed), and
+    // fails the check once the bound has passed since.
     drop(quiet);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    api.check_responsive(bound).unwrap();
-    tokio::time::sleep(bound).await;
-    assert_eq!(
-        api.check_responsive(bound),
-        Err(ember_runtime::Unresponsive::NotParked(bound))
-    );
-    // Parked again (a client that accepts probes): answered with 204 on a probe.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match api.check_responsive(bound) {
+            Ok(()) => assert!(std::time::Instant::now() < deadline, "still responsive"),
+            Err(e) => {
+                assert_eq!(e, ember_runtime::Unresponsive::NotParked(bound));
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Parked again (a client that accepts probes): once the server has its request, a
+    // check probes it, and the probe is a 204.
     let mut probed = poll(true);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    api.check_responsive(bound).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while api.check_responsive(bound).is_err() {
+        assert!(std::time::Instant::now() < deadline, "never parked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     probed
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
