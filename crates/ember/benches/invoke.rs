@@ -1,6 +1,10 @@
 //! Invocation latency of a real `ember serve`, each figure beside a floor measured in the
 //! same run. `cargo bench -p ember --bench invoke` (builds the release binary).
 //!
+//! - pool: how fast the warming pool refills from empty to 40 Python sandboxes (wall
+//!   clock: it depends on what else the machine runs), and what each pooled sandbox cost
+//!   in CPU (per process, from `/proc/<pid>/schedstat`: little affected by other load)
+//!   and costs in memory (PSS);
 //! - floor: an HTTP/1.1 keep-alive round trip to `GET /ember/health` (no auth, no work);
 //! - warm: `Invoke` of a no-op Python function whose sandbox is already running, over the
 //!   same kind of connection (a signed request, signed once: SigV4 allows replay within
@@ -256,19 +260,36 @@ fn main() {
     // Refill: from empty to 40 booted Python sandboxes.
     let refill_n = 40;
     set_pool(&mut conn, &addr, "python3.11", 0);
+    let server_pid = server.child.id();
+    let server_cpu = process_cpu_ms(server_pid);
     let t = Instant::now();
     set_pool(&mut conn, &addr, "python3.11", refill_n);
     wait_pool_full(&mut conn, &addr, "python3.11");
     let took = t.elapsed();
+    let server_cpu = process_cpu_ms(server_pid) - server_cpu;
     println!(
         "\npool refill, Python: {refill_n} sandboxes in {}  = {:.0} sandboxes/s (booting two per core)",
         ms(took),
         refill_n as f64 / took.as_secs_f64()
     );
-    let (payload_pss, total_pss, count) = pooled_pss();
+    let sandboxes = pooled_python_sandboxes(server_pid);
+    let (runtime_cpu, rest_cpu) = runtime_and_rest(&sandboxes, cpu_ms);
+    let server_share = server_cpu / refill_n as f64;
     println!(
-        "memory per idle pooled Python sandbox (PSS, n={count}): runtime process {:.2} MiB, \
+        "CPU per pooled Python sandbox (n={}): runtime process {runtime_cpu:.1} ms, helper + pid 1 \
+         {rest_cpu:.1} ms, server ~{server_share:.1} ms (10 ms ticks; includes answering this \
+         bench's pool polls) -> {:.1} ms = {:.0} sandboxes/s of CPU on {} cores",
+        sandboxes.len(),
+        runtime_cpu + rest_cpu + server_share,
+        1000.0 * cores() as f64 / (runtime_cpu + rest_cpu + server_share),
+        cores()
+    );
+    let (payload_pss, helpers_pss) = runtime_and_rest(&sandboxes, pss_mib);
+    let total_pss = payload_pss + helpers_pss;
+    println!(
+        "memory per idle pooled Python sandbox (PSS, n={}): runtime process {:.2} MiB, \
          with the sandbox's two helper processes {:.2} MiB -> {:.0} idle sandboxes fit in 8 GiB",
+        sandboxes.len(),
         payload_pss,
         total_pss,
         8192.0 / total_pss
@@ -291,12 +312,7 @@ fn main() {
         conn.round_trip(&warm);
     }
 
-    println!(
-        "\nEmber invoke latency (this machine: {} cores)\n",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0)
-    );
+    println!("\nEmber invoke latency (this machine: {} cores)\n", cores());
     let floor = time_n(3000, || assert_eq!(conn.round_trip(&health).0, 200));
     let warm_stats = time_n(3000, || assert_eq!(conn.round_trip(&warm).0, 200));
     row(
@@ -464,73 +480,109 @@ fn wait_pool_full(conn: &mut Conn, addr: &str, runtime: &str) {
     }
 }
 
-/// Mean PSS (MiB) of the runtime process, and of all processes, of each pooled sandbox,
-/// read from the sandboxes' cgroups.
-fn pooled_pss() -> (f64, f64, usize) {
-    let pss = |pid: &str| -> f64 {
-        std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-            .ok()
-            .and_then(|t| {
-                t.lines().find(|l| l.starts_with("Pss:")).and_then(|l| {
-                    l.split_whitespace()
-                        .nth(1)
-                        .map(|k| k.parse::<f64>().unwrap_or(0.0))
-                })
-            })
-            .unwrap_or(0.0)
-            / 1024.0
-    };
-    let mut payload = Vec::new();
-    let mut total = Vec::new();
-    // Each server has its own cgroup parent (`ember-<tag>`) under the memory controller
+/// The processes of each unassigned pooled Python sandbox of server `server_pid`: (comm,
+/// pid), read from the sandboxes' cgroups (named `pool-<server pid>-<n>`).
+fn pooled_python_sandboxes(server_pid: u32) -> Vec<Vec<(String, String)>> {
+    let prefix = format!("pool-{server_pid}-");
+    // Each server has its own cgroup parent (`ember-<tag>`) under the pids controller
     // (v1) or the unified hierarchy (v2).
-    let parents: Vec<std::path::PathBuf> = ["/sys/fs/cgroup/memory", "/sys/fs/cgroup"]
+    let parents = ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"]
         .iter()
         .filter_map(|root| std::fs::read_dir(root).ok())
         .flat_map(|dirs| dirs.flatten())
         .filter(|d| d.file_name().to_string_lossy().starts_with("ember-"))
-        .map(|d| d.path())
-        .collect();
+        .map(|d| d.path());
+    let mut sandboxes = Vec::new();
     for base in parents {
         let Ok(dirs) = std::fs::read_dir(base) else {
             continue;
         };
         for dir in dirs.flatten() {
-            if !dir.file_name().to_string_lossy().starts_with("pool-") {
+            if !dir.file_name().to_string_lossy().starts_with(&prefix) {
                 continue;
             }
-            // Unassigned Python sandboxes only: the bench assigns none before measuring,
-            // and the Node pool is skipped.
             let Ok(procs) = std::fs::read_to_string(dir.path().join("cgroup.procs")) else {
                 continue;
             };
-            let pids: Vec<&str> = procs.split_whitespace().collect();
-            let values: Vec<(String, f64)> = pids
-                .iter()
-                .map(|p| {
+            let processes: Vec<(String, String)> = procs
+                .split_whitespace()
+                .map(|pid| {
                     let comm =
-                        std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
-                    (comm.trim().to_owned(), pss(p))
+                        std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                    (comm.trim().to_owned(), pid.to_owned())
                 })
                 .collect();
-            if !values.iter().any(|(c, _)| c.starts_with("python")) {
-                continue;
+            // The bench assigns none before measuring; the Node pool is skipped.
+            if processes.iter().any(|(c, _)| c.starts_with("python")) {
+                sandboxes.push(processes);
             }
-            total.push(values.iter().map(|(_, v)| v).sum::<f64>());
-            payload.push(
-                values
-                    .iter()
-                    .filter(|(c, _)| c.starts_with("python"))
-                    .map(|(_, v)| v)
-                    .sum::<f64>(),
-            );
         }
-        if !total.is_empty() {
+        if !sandboxes.is_empty() {
             break;
         }
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    (mean(&payload), mean(&total), total.len())
+    sandboxes
+}
+
+/// Mean over `sandboxes` of `value` summed over the runtime process, and over the others
+/// (the helper and pid 1).
+fn runtime_and_rest(
+    sandboxes: &[Vec<(String, String)>],
+    value: impl Fn(&str) -> f64,
+) -> (f64, f64) {
+    let n = sandboxes.len().max(1) as f64;
+    let (mut runtime, mut rest) = (0.0, 0.0);
+    for (comm, pid) in sandboxes.iter().flatten() {
+        match comm.starts_with("python") {
+            true => runtime += value(pid),
+            false => rest += value(pid),
+        }
+    }
+    (runtime / n, rest / n)
+}
+
+/// PSS of a process, MiB.
+fn pss_mib(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|t| {
+            t.lines().find(|l| l.starts_with("Pss:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .map(|k| k.parse::<f64>().unwrap_or(0.0))
+            })
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// CPU time a process has used so far, ms (`/proc/<pid>/schedstat`: ns on a CPU).
+fn cpu_ms(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1e6
+}
+
+/// CPU time of a whole process (all its threads, living or not), ms; clock-tick
+/// resolution (`/proc/<pid>/stat` utime + stime).
+fn process_cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+        f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
+    });
+    // USER_HZ is 100 on Linux.
+    ticks * 10.0
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn which_node() -> String {

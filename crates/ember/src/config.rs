@@ -29,7 +29,8 @@ pub struct ServeArgs {
     pub region: Option<String>,
     /// TOML config file (keys: data_dir, listen, region, [code] max_unzipped_bytes,
     /// max_entries, [limits] account_concurrency, [pool] "<runtime>" = <size>,
-    /// [sandboxes] idle_timeout_secs, memory_budget_mib, [events] async_retry_delay_secs)
+    /// [sandboxes] idle_timeout_secs, memory_budget_mib, health_check_interval_ms,
+    /// [events] async_retry_delay_secs)
     #[arg(long, env = "EMBER_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -77,6 +78,9 @@ struct SandboxesConfig {
     idle_timeout_secs: Option<u64>,
     /// Memory for all sandboxes together, in MiB (default: 3/4 of the machine's RAM).
     memory_budget_mib: Option<u64>,
+    /// Health checks of idle and pooled sandboxes this often, in milliseconds (default:
+    /// half the idle timeout, between 200 ms and 5 s).
+    health_check_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -95,6 +99,9 @@ pub struct ServeConfig {
     /// Warming pool targets per runtime; `None`: the defaults for the host's runtimes.
     pub pool: Option<BTreeMap<String, usize>>,
     pub idle_timeout: std::time::Duration,
+    /// How often idle and pooled sandboxes are checked (keep-alive, liveness, a
+    /// responsiveness probe).
+    pub health_check_interval: std::time::Duration,
     pub memory_budget_bytes: u64,
     pub async_retry_delay: std::time::Duration,
 }
@@ -128,6 +135,16 @@ impl ServeArgs {
             Some(n) => n,
             None => ember_worker::limits::DEFAULT_ACCOUNT_LIMIT,
         };
+        let idle_timeout =
+            std::time::Duration::from_secs(file.sandboxes.idle_timeout_secs.unwrap_or(600));
+        let health_check_interval = match file.sandboxes.health_check_interval_ms {
+            Some(0) => bail!("[sandboxes] health_check_interval_ms must be at least 1"),
+            Some(ms) => std::time::Duration::from_millis(ms),
+            None => (idle_timeout / 2).clamp(
+                std::time::Duration::from_millis(200),
+                std::time::Duration::from_secs(5),
+            ),
+        };
         Ok(ServeConfig {
             data_dir: self
                 .data_dir
@@ -143,9 +160,8 @@ impl ServeArgs {
                 account_concurrency_limit,
             },
             pool: file.pool,
-            idle_timeout: std::time::Duration::from_secs(
-                file.sandboxes.idle_timeout_secs.unwrap_or(600),
-            ),
+            idle_timeout,
+            health_check_interval,
             memory_budget_bytes: match file.sandboxes.memory_budget_mib {
                 Some(mib) => mib << 20,
                 None => default_memory_budget(),
@@ -198,6 +214,27 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:9999".parse().unwrap());
         assert_eq!(c.data_dir, PathBuf::from(".ember"));
         assert_eq!(c.frontend.code_limits.max_entries, 7);
+    }
+
+    #[test]
+    fn health_check_interval_follows_the_idle_timeout_unless_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ember.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            ServeArgs {
+                config: Some(path.clone()),
+                ..Default::default()
+            }
+            .resolve()
+        };
+        let ms = |n| std::time::Duration::from_millis(n);
+        assert_eq!(resolve("").unwrap().health_check_interval, ms(5000));
+        let short = resolve("[sandboxes]\nidle_timeout_secs = 1\n").unwrap();
+        assert_eq!(short.health_check_interval, ms(500));
+        let set = resolve("[sandboxes]\nhealth_check_interval_ms = 50\n").unwrap();
+        assert_eq!(set.health_check_interval, ms(50));
+        assert!(resolve("[sandboxes]\nhealth_check_interval_ms = 0\n").is_err());
     }
 
     #[test]

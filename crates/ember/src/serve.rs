@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ember_sandbox::{Environment, EnvironmentConfig};
@@ -15,9 +14,6 @@ use ember_worker::{WorkerConfig, WorkerManager};
 
 use crate::config::ServeConfig;
 use crate::credentials::{self, KeyPair};
-
-/// Longest interval between health checks of idle and pooled sandboxes.
-const REAP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Default warming pool: two booted Python runtimes and one Node.js runtime (Node costs
 /// ~40 MiB idle) for each version this host has.
@@ -111,9 +107,7 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     )
     .context("setting up the worker manager")?;
     worker.start_pool();
-    // Often enough to honour short idle timeouts, at most every few seconds otherwise.
-    let health_interval =
-        (config.idle_timeout / 2).clamp(Duration::from_millis(200), REAP_INTERVAL);
+    let health_interval = config.health_check_interval;
     let reaper = tokio::spawn({
         let worker = worker.clone();
         async move {

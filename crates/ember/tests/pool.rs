@@ -1,5 +1,6 @@
 //! The warming pool and the worker manager with real sandboxes: placement order, idle
-//! teardown, the memory budget, health checks, and clean-up after `kill -9`.
+//! teardown, the memory budget, health checks (a dead runtime, a stopped one), and
+//! clean-up after `kill -9`.
 
 mod common;
 
@@ -209,6 +210,67 @@ fn a_sandbox_whose_runtime_was_killed_is_replaced() {
     // The health check notices, or the next invocation does: it runs in a new sandbox.
     assert_eq!(placement(&server, "victim"), "cold");
     assert_eq!(placement(&server, "victim"), "warm");
+}
+
+/// Host pids of the runtime (Python) processes in this server's sandboxes.
+fn runtime_pids(server: &Server) -> Vec<u32> {
+    sandbox_pids(server)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.starts_with("python"))
+        })
+        .collect()
+}
+
+fn kill(signal: &str, pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+/// Wait until process `pid` no longer exists.
+fn wait_gone(pid: u32, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "{what} (pid {pid}) still exists");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_stopped_runtime_is_destroyed_and_replaced() {
+    let (_data, server) =
+        server_with("[pool]\n\"python3.11\" = 1\n[sandboxes]\nhealth_check_interval_ms = 200\n");
+    let code = function_dir();
+    deploy(&server, &code, "f", "128");
+    wait_for(&server, "the pool to fill", |s| {
+        pooled(s, "python3.11") == 1
+    });
+    // A pooled runtime, stopped from outside: its long poll stays open, but it no longer
+    // answers the health probe.
+    let stopped = runtime_pids(&server);
+    assert_eq!(stopped.len(), 1, "{stopped:?}");
+    kill("-STOP", stopped[0]);
+    wait_gone(stopped[0], "the stopped pooled runtime");
+    wait_for(&server, "a replacement in the pool", |s| {
+        pooled(s, "python3.11") == 1
+    });
+    let replacement = runtime_pids(&server);
+    assert_eq!(replacement.len(), 1, "{replacement:?}");
+    assert_ne!(replacement, stopped);
+    // The replacement serves, and is idle afterwards (warm): stop that one too.
+    assert_eq!(placement(&server, "f"), "pooled");
+    let warm = replacement[0];
+    kill("-STOP", warm);
+    wait_gone(warm, "the stopped warm runtime");
+    assert_eq!(idle(&pool_status(&server), "f"), 0);
+    // Invocations still succeed, in the pool's new sandbox.
+    wait_for(&server, "the refill", |s| pooled(s, "python3.11") == 1);
+    assert_eq!(placement(&server, "f"), "pooled");
+    assert_eq!(placement(&server, "f"), "warm");
 }
 
 #[test]

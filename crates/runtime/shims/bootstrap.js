@@ -35,6 +35,18 @@ function request(method, p, body, headers) {
   });
 }
 
+// Long polls (GET .../next, GET .../ember/assignment) carry this header: Ember may then
+// answer one with 204 No Content to check that the runtime is responsive, and the runtime
+// simply asks again.
+const PROBE_HEADER = { 'Ember-Health-Probe': '1' };
+
+async function longPoll(p) {
+  for (;;) {
+    const res = await request('GET', p, undefined, PROBE_HEADER);
+    if (res.status !== 204) return res;
+  }
+}
+
 let currentRequestId = '';
 function patchConsole() {
   const write = (level) => (...args) => {
@@ -176,7 +188,7 @@ function logError(payload) {
 
 // A pooled runtime boots before it has a function: wait for it (Ember's own call).
 async function awaitAssignment() {
-  const res = await request('GET', '/ember/assignment');
+  const res = await longPoll('/ember/assignment');
   if (res.status !== 200) {
     process.stderr.write(`runtime API assignment answered ${res.status}\n`);
     process.exit(1);
@@ -203,7 +215,7 @@ async function main() {
     process.exit(1);
   }
   for (;;) {
-    const next = await request('GET', '/invocation/next');
+    const next = await longPoll('/invocation/next');
     if (next.status !== 200) {
       process.stderr.write(`runtime API /next answered ${next.status}\n`);
       process.exit(1);

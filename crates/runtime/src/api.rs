@@ -6,6 +6,17 @@
 //! error; [`RuntimeApi::invoke`] hands one event to the waiting `/next` and resolves with
 //! what the runtime posts to `/response` or `/error`. One invocation at a time: a second
 //! `invoke` waits until the runtime asks for more work.
+//!
+//! # Responsiveness
+//!
+//! An idle runtime is *parked*: its `GET .../invocation/next` (or, pooled,
+//! `GET .../ember/assignment`) waits here. The server knows whether a long poll is
+//! waiting, and since when the runtime was last active, but a parked request alone does
+//! not prove the runtime lives: a stopped or wedged process leaves its request waiting
+//! too. So a runtime that sends `Ember-Health-Probe: 1` with its long polls (Ember's
+//! shims do) may have one answered with `204 No Content`, and must ask again.
+//! [`RuntimeApi::check_responsive`] does that, and reports a runtime that did not come
+//! back, or was not parked at all, for longer than a bound.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -61,6 +72,21 @@ pub struct InitFailure {
     pub payload: Bytes,
 }
 
+/// Why an idle runtime failed [`RuntimeApi::check_responsive`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unresponsive {
+    /// It was probed and did not ask again in time: stopped, wedged, or cut off.
+    #[error("the runtime did not answer a health probe within {0:?}")]
+    Probe(Duration),
+    /// It was not waiting for work for longer than the bound (it never came back for
+    /// the next event, or its connection is gone).
+    #[error("the runtime has not been waiting for work for over {0:?}")]
+    NotParked(Duration),
+}
+
+/// Header with which a runtime says its long polls may be answered by a probe (204).
+pub const PROBE_HEADER: &str = "ember-health-probe";
+
 /// The runtime went away (its connection or the server ended) before answering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the runtime stopped before answering")]
@@ -96,14 +122,67 @@ struct Current {
     reply: oneshot::Sender<Completion>,
 }
 
+/// Whether the runtime waits in a long poll, and the state of a health probe.
+struct Parking {
+    /// Long polls waiting now.
+    parked: usize,
+    /// The latest long poll accepts a probe ([`PROBE_HEADER`]).
+    probeable: bool,
+    /// When the runtime last did something: a request arrived, a long poll ended, an
+    /// invocation was completed.
+    active: Instant,
+    /// When a probe answered its long poll; cleared when it parks again.
+    probed: Option<Instant>,
+}
+
 struct Shared {
     /// Events handed to the runtime so far.
     dispatched: std::sync::atomic::AtomicU64,
     next_rx: tokio::sync::Mutex<mpsc::Receiver<Pending>>,
-    /// Taken by the first (and only) assignment request.
+    /// Until the runtime has taken its assignment (pooled runtimes only).
     assignment_rx: tokio::sync::Mutex<Option<oneshot::Receiver<Assignment>>>,
     current: Mutex<Option<Current>>,
     init: watch::Sender<InitState>,
+    parking: Mutex<Parking>,
+    /// Answers the parked long polls that accept probes.
+    probe: tokio::sync::Notify,
+}
+
+impl Shared {
+    fn parking(&self) -> std::sync::MutexGuard<'_, Parking> {
+        self.parking.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn touch(&self) {
+        self.parking().active = Instant::now();
+    }
+}
+
+/// A long poll waiting in a handler; counted while it lives (hyper drops the handler's
+/// future when the runtime's connection closes).
+struct Parked<'a>(&'a Shared);
+
+impl<'a> Parked<'a> {
+    fn enter(shared: &'a Shared, probeable: bool) -> Parked<'a> {
+        let mut parking = shared.parking();
+        parking.parked += 1;
+        parking.probeable = probeable;
+        parking.active = Instant::now();
+        parking.probed = None;
+        Parked(shared)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        let mut parking = self.0.parking();
+        parking.parked -= 1;
+        parking.active = Instant::now();
+    }
+}
+
+fn accepts_probes(headers: &HeaderMap) -> bool {
+    headers.get(PROBE_HEADER).is_some_and(|v| v == "1")
 }
 
 /// The host's handle on one sandbox's Runtime API server. Dropping it stops the server.
@@ -135,6 +214,13 @@ impl RuntimeApi {
             assignment_rx: tokio::sync::Mutex::new(Some(assignment_rx)),
             current: Mutex::new(None),
             init: init_tx,
+            parking: Mutex::new(Parking {
+                parked: 0,
+                probeable: false,
+                active: Instant::now(),
+                probed: None,
+            }),
+            probe: tokio::sync::Notify::new(),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -224,6 +310,36 @@ impl RuntimeApi {
         matches!(*self.init.borrow(), InitState::Ready)
     }
 
+    /// The health check of an idle (or pooled) runtime, to be called periodically:
+    /// `Err` if it has not been parked in its long poll for longer than `bound`, or did
+    /// not come back within `bound` after a probe. Otherwise, if it is parked and accepts
+    /// probes, answers its long poll with a probe, which the next call checks.
+    ///
+    /// Only for a runtime that is not running an invocation and has finished its init
+    /// (or pooled boot): it is not parked while it works.
+    pub fn check_responsive(&self, bound: Duration) -> Result<(), Unresponsive> {
+        let now = Instant::now();
+        let mut parking = self.shared.parking();
+        if let Some(probed) = parking.probed {
+            return match now.duration_since(probed) > bound {
+                true => Err(Unresponsive::Probe(bound)),
+                false => Ok(()),
+            };
+        }
+        if parking.parked == 0 {
+            return match now.duration_since(parking.active) > bound {
+                true => Err(Unresponsive::NotParked(bound)),
+                false => Ok(()),
+            };
+        }
+        if parking.probeable {
+            parking.probed = Some(now);
+            drop(parking);
+            self.shared.probe.notify_waiters();
+        }
+        Ok(())
+    }
+
     /// Run one invocation and wait for its answer. The caller enforces the timeout (by
     /// dropping this future and destroying the sandbox).
     pub async fn invoke(&self, invocation: Invocation) -> Result<Completion, RuntimeGone> {
@@ -242,7 +358,7 @@ fn header(headers: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
-async fn next(State(shared): State<Arc<Shared>>) -> Response {
+async fn next(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     // Asking for the next event means the previous one is finished: one that was never
     // answered is abandoned, and its caller sees the runtime as gone.
     drop(
@@ -260,13 +376,24 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
             false
         }
     });
+    let probeable = accepts_probes(&headers);
+    let probe = shared.probe.notified();
+    tokio::pin!(probe);
+    // Registered before the runtime counts as parked, so no probe can be missed.
+    probe.as_mut().enable();
+    let parked = Parked::enter(&shared, probeable);
     let pending = {
         let mut rx = shared.next_rx.lock().await;
-        match rx.recv().await {
-            Some(p) => p,
-            None => return StatusCode::GONE.into_response(),
+        tokio::select! {
+            biased;
+            pending = rx.recv() => match pending {
+                Some(p) => p,
+                None => return StatusCode::GONE.into_response(),
+            },
+            () = &mut probe, if probeable => return StatusCode::NO_CONTENT.into_response(),
         }
     };
+    drop(parked);
     let inv = pending.invocation;
     let deadline_ms = inv
         .deadline
@@ -320,6 +447,7 @@ async fn read_payload(request: Request) -> Result<Bytes, ()> {
 
 /// Complete the current invocation if `id` names it.
 fn complete(shared: &Shared, id: &str, outcome: Outcome) -> Response {
+    shared.touch();
     let mut current = shared.current.lock().unwrap_or_else(|e| e.into_inner());
     match current.take() {
         Some(c) if c.request_id == id => {
@@ -398,8 +526,10 @@ async fn error(
 }
 
 /// `GET .../ember/assignment`: a pooled runtime, booted, waits here for its function.
-async fn assignment(State(shared): State<Arc<Shared>>) -> Response {
-    let Some(rx) = shared.assignment_rx.lock().await.take() else {
+async fn assignment(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    // Held while waiting: a runtime that was probed asks again and finds it still here.
+    let mut slot = shared.assignment_rx.lock().await;
+    let Some(rx) = slot.as_mut() else {
         return runtime_error(
             StatusCode::FORBIDDEN,
             "AlreadyAssigned",
@@ -414,7 +544,19 @@ async fn assignment(State(shared): State<Arc<Shared>>) -> Response {
             false
         }
     });
-    match rx.await {
+    let probeable = accepts_probes(&headers);
+    let probe = shared.probe.notified();
+    tokio::pin!(probe);
+    probe.as_mut().enable();
+    let parked = Parked::enter(&shared, probeable);
+    let assigned = tokio::select! {
+        biased;
+        assigned = rx => assigned,
+        () = &mut probe, if probeable => return StatusCode::NO_CONTENT.into_response(),
+    };
+    drop(parked);
+    *slot = None;
+    match assigned {
         Ok(a) => {
             let env: serde_json::Map<String, serde_json::Value> = a
                 .env
@@ -434,6 +576,7 @@ async fn assignment(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn init_error(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    shared.touch();
     let error_type = error_type(request.headers());
     let payload = read_payload(request).await.unwrap_or_default();
     shared.init.send_replace(InitState::Failed(InitFailure {

@@ -10,4 +10,7 @@
 pub mod api;
 pub mod shims;
 
-pub use api::{Assignment, Completion, InitFailure, Invocation, Outcome, RuntimeApi, RuntimeGone};
+pub use api::{
+    Assignment, Completion, InitFailure, Invocation, Outcome, PROBE_HEADER, RuntimeApi,
+    RuntimeGone, Unresponsive,
+};

@@ -57,9 +57,15 @@ fn start_with(language: &str, handler: Option<&str>, files: &[(&str, &str)]) -> 
     let api = RuntimeApi::serve(listener).unwrap();
     let mut cmd = match language {
         "python" => {
+            // As Ember starts it: from the bytecode compiled by the same interpreter.
+            let pyc = ember_runtime::shims::compile_python(
+                runtime_dir.path(),
+                Path::new(PYTHON),
+                "python3.11",
+            )
+            .unwrap();
             let mut c = Command::new(PYTHON);
-            c.args(["-I", "-S", "-u"])
-                .arg(runtime_dir.path().join("bootstrap.py"));
+            c.args(["-I", "-S", "-u"]).arg(runtime_dir.path().join(pyc));
             c
         }
         _ => {
@@ -135,7 +141,7 @@ async fn python_handlers_context_and_errors() {
             ("pkg/__init__.py", ""),
             (
                 "pkg/mod.py",
-                "import os\n\
+                "import os, sys\n\
                  def handler(event, context):\n\
                  \x20   if event.get('fail'):\n\
                  \x20       raise ValueError('bad ' + str(event['fail']))\n\
@@ -144,7 +150,8 @@ async fn python_handlers_context_and_errors() {
                  \x20   return {'echo': event, 'id': context.aws_request_id, 'name': context.function_name,\n\
                  \x20           'mem': context.memory_limit_in_mb, 'arn': context.invoked_function_arn,\n\
                  \x20           'left': context.get_remaining_time_in_millis(), 'trace': os.environ.get('_X_AMZN_TRACE_ID'),\n\
-                 \x20           'unicode': 'h\\u00e9llo \\u2603'}\n",
+                 \x20           'unicode': 'h\\u00e9llo \\u2603',\n\
+                 \x20           'heavy': [m for m in ('json', 're', 'socket') if m in sys.modules]}\n",
             ),
         ],
     );
@@ -159,6 +166,8 @@ async fn python_handlers_context_and_errors() {
     assert_eq!(v["mem"], "128");
     assert_eq!(v["trace"], "Root=1-abc");
     assert_eq!(v["unicode"], "h\u{e9}llo \u{2603}");
+    // The shim itself imports none of the modules that make a runtime slow to start.
+    assert_eq!(v["heavy"], serde_json::json!([]));
     assert!(v["left"].as_i64().unwrap() > 3000);
 
     let Outcome::Error {
@@ -365,4 +374,186 @@ async fn pooled_runtimes_boot_first_and_take_their_function_later() {
         assert_eq!(v["name"], "pooled-fn", "{language}");
         assert_eq!(v["v"], "42", "{language}");
     }
+}
+
+/// One health check a bound after the previous one: it sees whether the runtime came
+/// back after the probe the previous check sent.
+async fn check_after(rt: &Runtime, bound: Duration) -> Result<(), ember_runtime::Unresponsive> {
+    tokio::time::sleep(bound + Duration::from_millis(100)).await;
+    rt.api.check_responsive(bound)
+}
+
+fn signal(rt: &Runtime, signal: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(rt.child.id() as i32);
+    nix::sys::signal::kill(pid, signal).unwrap();
+}
+
+#[tokio::test]
+async fn idle_runtimes_answer_health_probes_and_stopped_ones_do_not() {
+    use nix::sys::signal::Signal;
+    // Long enough for a live runtime to be scheduled on a busy machine.
+    let bound = Duration::from_millis(1000);
+    for (language, handler, file, text) in [
+        (
+            "python",
+            "app.handler",
+            "app.py",
+            "def handler(e, c):\n    return e\n",
+        ),
+        (
+            "node",
+            "index.handler",
+            "index.js",
+            "exports.handler = async (e) => e;\n",
+        ),
+    ] {
+        // Pooled: parked in the assignment long poll.
+        let rt = start_with(language, None, &[(file, text)]);
+        tokio::time::timeout(Duration::from_secs(10), rt.api.booted())
+            .await
+            .unwrap()
+            .unwrap();
+        rt.api.check_responsive(bound).unwrap();
+        for _ in 0..2 {
+            check_after(&rt, bound).await.expect(language);
+        }
+        // Probed runtimes still take their function.
+        assert!(rt.api.assign(ember_runtime::Assignment {
+            handler: handler.into(),
+            env: vec![],
+        }));
+        ready(&rt).await.unwrap();
+        assert!(matches!(call(&rt, "p1", "{}").await, Outcome::Success(_)));
+        // Warm: parked in GET /next, probed, and still serving events afterwards.
+        rt.api.check_responsive(bound).unwrap();
+        check_after(&rt, bound).await.expect(language);
+        assert!(matches!(call(&rt, "p2", "{}").await, Outcome::Success(_)));
+        // Stopped: its request stays parked, but it never answers the probe. (Stopped
+        // before it was back in GET /next, on a very busy machine, it is not parked.)
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        signal(&rt, Signal::SIGSTOP);
+        rt.api.check_responsive(bound).unwrap();
+        assert!(check_after(&rt, bound).await.is_err(), "{language}");
+        signal(&rt, Signal::SIGCONT);
+    }
+}
+
+// Multi-threaded: the test reads from its client sockets with blocking calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_whose_long_poll_is_gone_is_not_parked() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let api = RuntimeApi::serve(listener).unwrap();
+    let bound = Duration::from_millis(300);
+    let poll = |probe: bool| {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let header = if probe {
+            "Ember-Health-Probe: 1\r\n"
+        } else {
+            ""
+        };
+        write!(
+            s,
+            "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n{header}\r\n"
+        )
+        .unwrap();
+        s
+    };
+    // A client that does not accept probes is parked, and never probed.
+    let mut quiet = poll(false);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..3 {
+        api.check_responsive(bound).unwrap();
+        tokio::time::sleep(bound + Duration::from_millis(50)).await;
+    }
+    quiet
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        std::io::Read::read(&mut quiet, &mut byte).is_err(),
+        "its long poll was answered"
+    );
+    // Its connection closes: it is no longer parked (once the server has noticed), and
+    // fails the check once the bound has passed since.
+    drop(quiet);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match api.check_responsive(bound) {
+            Ok(()) => assert!(std::time::Instant::now() < deadline, "still responsive"),
+            Err(e) => {
+                assert_eq!(e, ember_runtime::Unresponsive::NotParked(bound));
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Parked again (a client that accepts probes): once the server has its request, a
+    // check probes it, and the probe is a 204.
+    let mut probed = poll(true);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while api.check_responsive(bound).is_err() {
+        assert!(std::time::Instant::now() < deadline, "never parked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    probed
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut head = [0u8; 12];
+    std::io::Read::read_exact(&mut probed, &mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 204");
+    // It does not ask again: the next check after the bound says so.
+    tokio::time::sleep(bound + Duration::from_millis(50)).await;
+    assert_eq!(
+        api.check_responsive(bound),
+        Err(ember_runtime::Unresponsive::Probe(bound))
+    );
+}
+
+/// The Python shim's `Json` (on `_json`, so that the runtime need not import `json`)
+/// gives exactly what `json.loads` and `json.dumps` give, results and errors alike.
+#[test]
+fn the_python_shims_json_is_the_json_modules() {
+    let dir = tempfile::tempdir().unwrap();
+    ember_runtime::shims::install(dir.path()).unwrap();
+    let script = r#"
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("shim", sys.argv[1])
+shim = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(shim)
+documents = [b'{"a": [1, 2.5, "h\\u00e9", null, true, false]}', b'  5 \n', b'"x"', "{\"k\": \"\u00e9\u2603\"}",
+    b'\xef\xbb\xbf{}', b'{"a": 1} x', b'[1e400, NaN, -Infinity, -0.0]', b'{"a": 1, "a": 2}', b'', b' \t ',
+    b'{"big": 123456789012345678901234567890}', b'"\xed\xa0\x80"', '{"x": "\ud800"}', b'{"a":', b'[1,]',
+    '"\\u0000"', b'\x00"\x00"', b'"\x00"', bytearray(b'[3]'), b'{"nested": ' * 50 + b'1' + b'}' * 50]
+circular = []
+circular.append(circular)
+values = [{"a": [1, 2.5, "h\u00e9 \u2603", None, True, float("nan"), float("-inf")]}, "x", 1.0, -0.0, [],
+    {1: 2, None: 3, 2.5: 1, True: 0}, object(), {"x": {1, 2}}, (1, 2), circular, {(1, 2): 3}, 10**30,
+    {"deep": [[[[{"a": "\n\t\"\\"}]]]]}, "\ud800"]
+def outcome(f, x):
+    # Each call as in a runtime that has not imported json (an error before imports it).
+    sys.modules.pop("json", None)
+    try:
+        return ("ok", repr(f(x)))
+    except Exception as e:
+        return ("error", type(e).__name__, str(e))
+fast = [outcome(shim.json.loads, d) for d in documents] + [outcome(shim.json.dumps, v) for v in values]
+import json
+reference = [outcome(json.loads, d) for d in documents] + [outcome(json.dumps, v) for v in values]
+bad = [(i, a, b) for i, (a, b) in enumerate(zip(fast, reference)) if a != b]
+print(bad)
+sys.exit(1 if bad else 0)
+"#;
+    let out = Command::new(PYTHON)
+        .args(["-I", "-S", "-c", script])
+        .arg(dir.path().join("bootstrap.py"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "differences from json: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -36,6 +36,11 @@ const EVICT_MIN_IDLE: Duration = Duration::from_secs(1);
 
 /// How long a runtime may take to initialise (Lambda's limit for on-demand init).
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// An idle or pooled runtime must be back in its long poll this soon after a health
+/// probe answered it (or after it last did anything): else it is stopped, wedged or cut
+/// off, and its sandbox is destroyed. Generous: a busy 2-core machine can leave a runnable
+/// process waiting for the CPU for a while.
+pub const RESPONSIVE_WITHIN: Duration = Duration::from_secs(2);
 /// How often a running invocation checks that its sandbox is still alive.
 const LIVENESS_POLL: Duration = Duration::from_millis(5);
 
@@ -192,6 +197,8 @@ impl WorkerManager {
         }
         let shims = config.data_dir.join("runtime");
         ember_runtime::shims::install(&shims)?;
+        let mut runtimes = HostRuntimes::detect();
+        runtimes.use_compiled_shims(&shims);
         // Sandboxes bind the shims and the code from published paths: the data directory
         // itself may sit under a directory their unprivileged uids cannot search.
         let runtime_dir = env
@@ -210,7 +217,7 @@ impl WorkerManager {
                 closed: std::sync::atomic::AtomicBool::new(false),
                 config,
                 env,
-                runtimes: HostRuntimes::detect(),
+                runtimes,
                 cache,
                 runtime_dir,
                 idle: Mutex::new(HashMap::new()),
@@ -365,40 +372,55 @@ impl WorkerManager {
         idle.entry(key).or_default().push(worker);
     }
 
-    /// The periodic health check: destroy idle workers the keep-alive policy retires and
-    /// idle or pooled workers whose runtime died (the pool is refilled). Returns how many
-    /// went.
+    /// The periodic health check of idle and pooled workers: destroys those the
+    /// keep-alive policy retires (idle ones), whose sandbox died, or whose runtime is not
+    /// responsive: not parked in its long poll (`GET /next`, or the pooled assignment),
+    /// or not back in it after a probe an earlier check sent, by the first check at least
+    /// [`RESPONSIVE_WITHIN`] later (see [`RuntimeApi::check_responsive`]). The pool is
+    /// refilled. Returns how many went.
     pub fn reap_idle(&self) -> usize {
         let policy = self.inner.config.keep_alive.clone();
+        let unhealthy = |w: &Worker| -> bool {
+            if !w.sandbox.is_alive() {
+                return true;
+            }
+            match w.api.check_responsive(RESPONSIVE_WITHIN) {
+                Ok(()) => false,
+                Err(why) => {
+                    tracing::warn!(sandbox = w.sandbox.id(), error = %why, "destroying an unresponsive sandbox");
+                    true
+                }
+            }
+        };
         let mut expired = Vec::new();
         {
             let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
             for workers in idle.values_mut() {
                 let (old, keep): (Vec<Worker>, Vec<Worker>) = workers
                     .drain(..)
-                    .partition(|w| policy.retire(w.last_used.elapsed()) || !w.sandbox.is_alive());
+                    .partition(|w| policy.retire(w.last_used.elapsed()) || unhealthy(w));
                 *workers = keep;
                 expired.extend(old);
             }
             idle.retain(|_, workers| !workers.is_empty());
         }
-        // Pooled sandboxes whose runtime died are replaced.
-        let dead: Vec<Worker> = {
+        // Pooled sandboxes that fail are replaced.
+        let failed: Vec<Worker> = {
             let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
             pool.values_mut()
                 .flat_map(|workers| {
-                    let (dead, alive): (Vec<Worker>, Vec<Worker>) =
-                        workers.drain(..).partition(|w| !w.sandbox.is_alive());
-                    *workers = alive;
-                    dead
+                    let (failed, healthy): (Vec<Worker>, Vec<Worker>) =
+                        workers.drain(..).partition(unhealthy);
+                    *workers = healthy;
+                    failed
                 })
                 .collect()
         };
-        if !dead.is_empty() {
+        if !failed.is_empty() {
             self.inner.refill.notify_one();
         }
-        let count = expired.len() + dead.len();
-        expired.into_iter().chain(dead).for_each(destroy);
+        let count = expired.len() + failed.len();
+        expired.into_iter().chain(failed).for_each(destroy);
         count
     }
 

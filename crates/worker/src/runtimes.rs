@@ -80,6 +80,29 @@ impl HostRuntimes {
         HostRuntimes { runtimes }
     }
 
+    /// Start the Python runtimes from their shim's bytecode, compiled now by each
+    /// interpreter into `shims_dir` (where [`ember_runtime::shims::install`] put the
+    /// source; bound at [`RUNTIME_DIR`] in sandboxes). A runtime whose interpreter cannot
+    /// compile it keeps starting from the source, a little slower.
+    pub fn use_compiled_shims(&mut self, shims_dir: &Path) {
+        for runtime in self.runtimes.values_mut() {
+            if !runtime.name.starts_with("python") {
+                continue;
+            }
+            let python = Path::new(&runtime.argv[0]);
+            match ember_runtime::shims::compile_python(shims_dir, python, &runtime.name) {
+                Ok(relative) => {
+                    if let Some(script) = runtime.argv.last_mut() {
+                        *script = format!("{RUNTIME_DIR}/{}", relative.display());
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(runtime = %runtime.name, error = %e, "the Python shim runs from source");
+                }
+            }
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<&RuntimeCommand> {
         self.runtimes.get(name)
     }
@@ -157,5 +180,34 @@ mod tests {
             "node not found: {names:?}"
         );
         assert!(!is_real_executable(Path::new("/etc/hostname")));
+    }
+
+    #[test]
+    fn python_runtimes_start_from_the_shims_bytecode() {
+        let dir = tempfile::tempdir().unwrap();
+        ember_runtime::shims::install(dir.path()).unwrap();
+        let mut found = HostRuntimes::detect();
+        found.use_compiled_shims(dir.path());
+        let python = found.get("python3.11").unwrap();
+        assert_eq!(
+            python.argv.last().unwrap(),
+            "/var/runtime/python3.11/bootstrap.pyc"
+        );
+        let pyc = std::fs::read(dir.path().join("python3.11/bootstrap.pyc")).unwrap();
+        // The interpreter's own bytecode, checked by the same interpreter.
+        let magic = Command::new("/usr/bin/python3.11")
+            .args([
+                "-I",
+                "-S",
+                "-c",
+                "import importlib.util, sys; sys.stdout.buffer.write(importlib.util.MAGIC_NUMBER)",
+            ])
+            .output()
+            .unwrap()
+            .stdout;
+        assert_eq!(&pyc[..4], &magic[..]);
+        // Node is untouched.
+        let node = found.names().find(|n| n.starts_with("nodejs")).unwrap();
+        assert!(found.get(node).unwrap().argv[1].ends_with("bootstrap.js"));
     }
 }
