@@ -22,7 +22,8 @@
 //! BatchSize, 10), `EMBER_BENCH_WINDOW` (MaximumBatchingWindowInSeconds, 0),
 //! `EMBER_BENCH_CONCURRENCY` (ScalingConfig.MaximumConcurrency, 2), `EMBER_BENCH_SENDERS`
 //! (concurrent SendMessageBatch connections, 2), `EMBER_BENCH_REDIS`
-//! (`redis://127.0.0.1:6379/13`), `EMBER_BENCH_CELERY=0` skips Celery.
+//! (`redis://127.0.0.1:6379/13`), `EMBER_BENCH_CELERY_POOL` (`prefork`; or `threads`),
+//! `EMBER_BENCH_CELERY=0` skips Celery, `EMBER_BENCH_BIN` runs another `ember` build.
 //!
 //! Client and server are unpinned on a 2-core machine (see FLOORS.md: a cross-core hop
 //! costs ~60 µs here); the load average is printed with each set of figures.
@@ -367,6 +368,7 @@ fn main() {
     let requests = n.div_ceil(10);
     let n = requests * 10;
     let load_before = load();
+    let cpu_before = cpu::snapshot(server.pid());
     let start = Instant::now();
     let threads: Vec<_> = (0..senders)
         .map(|s| {
@@ -392,6 +394,7 @@ fn main() {
         Duration::from_secs(600),
     );
     let total = start.elapsed();
+    let cpu_used = cpu::snapshot(server.pid()).since(&cpu_before);
     let load_after = load();
     let ember_rate = n as f64 / total.as_secs_f64();
     drop(conn);
@@ -408,6 +411,15 @@ fn main() {
         ember_rate,
         ms(sent),
         ms(total)
+    );
+    println!(
+        "  CPU time over those {}: ember serve {}, sandbox runtimes (python) {}, sandbox \
+         helpers {}, this client {}",
+        ms(total),
+        ms(cpu_used.server),
+        ms(cpu_used.runtimes),
+        ms(cpu_used.helpers),
+        ms(cpu_used.client)
     );
     if std::env::var("EMBER_BENCH_CELERY").as_deref() == Ok("0") {
         return;
@@ -429,7 +441,11 @@ fn main() {
         rate(celery.drain),
         ms(celery.enqueued),
     );
-    println!("  {}", celery::CONFIG);
+    println!(
+        "  Celery config: {} pool, {}",
+        celery::pool(),
+        celery::CONFIG
+    );
     println!("  (before: {load_before}; after: {load_after})");
     println!(
         "{:<44} {:>8.2}x   (against the worker alone; {:.2}x against the same definition)",
@@ -439,15 +455,130 @@ fn main() {
     );
 }
 
+/// Where the CPU goes: user+system time of the server, of its descendants (the sandboxes'
+/// runtimes and their helper processes) and of this benchmark, from `/proc`.
+mod cpu {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    #[derive(Default)]
+    pub struct Usage {
+        pub server: Duration,
+        pub runtimes: Duration,
+        pub helpers: Duration,
+        pub client: Duration,
+        /// Per process (pid → ticks), to subtract a snapshot from a later one.
+        ticks: HashMap<u32, (u64, Kind)>,
+    }
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Kind {
+        Server,
+        Runtime,
+        Helper,
+        Client,
+    }
+
+    /// `/proc` reports CPU time in USER_HZ ticks, 100 per second on Linux whatever the
+    /// kernel's HZ.
+    const USER_HZ: f64 = 100.0;
+
+    /// (ppid, comm, utime + stime in ticks) of `pid`.
+    fn stat(pid: u32) -> Option<(u32, String, u64)> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let open = text.find('(')?;
+        let close = text.rfind(')')?;
+        let comm = text[open + 1..close].to_owned();
+        let fields: Vec<&str> = text[close + 2..].split(' ').collect();
+        let ppid = fields.get(1)?.parse().ok()?;
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        Some((ppid, comm, utime + stime))
+    }
+
+    pub fn snapshot(server: u32) -> Usage {
+        let all: HashMap<u32, (u32, String, u64)> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter_map(|pid| Some((pid, stat(pid)?)))
+            .collect();
+        let descends = |mut pid: u32| {
+            while let Some((ppid, _, _)) = all.get(&pid) {
+                if *ppid == server {
+                    return true;
+                }
+                pid = *ppid;
+            }
+            false
+        };
+        let mut usage = Usage::default();
+        for (pid, (_, comm, t)) in &all {
+            let kind = if *pid == server {
+                Kind::Server
+            } else if *pid == std::process::id() {
+                Kind::Client
+            } else if descends(*pid) {
+                if comm.starts_with("python") {
+                    Kind::Runtime
+                } else {
+                    Kind::Helper
+                }
+            } else {
+                continue;
+            };
+            usage.ticks.insert(*pid, (*t, kind));
+        }
+        usage.total();
+        usage
+    }
+
+    impl Usage {
+        fn total(&mut self) {
+            let sum = |k: Kind| {
+                Duration::from_secs_f64(
+                    self.ticks
+                        .values()
+                        .filter(|(_, kind)| *kind == k)
+                        .map(|(t, _)| *t as f64)
+                        .sum::<f64>()
+                        / USER_HZ,
+                )
+            };
+            self.server = sum(Kind::Server);
+            self.runtimes = sum(Kind::Runtime);
+            self.helpers = sum(Kind::Helper);
+            self.client = sum(Kind::Client);
+        }
+
+        /// What was used between `earlier` and this snapshot (processes that ended in
+        /// between are not counted; sandboxes outlive the run).
+        pub fn since(mut self, earlier: &Usage) -> Usage {
+            for (pid, (t, _)) in self.ticks.iter_mut() {
+                if let Some((before, _)) = earlier.ticks.get(pid) {
+                    *t = t.saturating_sub(*before);
+                }
+            }
+            self.total();
+            self
+        }
+    }
+}
+
 /// The comparison: Celery with Redis, in a virtualenv this benchmark makes.
 mod celery {
     use super::*;
 
-    pub const CONFIG: &str = "Celery config: prefork pool, concurrency 2, -O fair, prefetch \
+    pub const CONFIG: &str = "concurrency 2, -O fair, prefetch \
         multiplier 4 (default), acks_late on (a task is acknowledged after it ran, as Ember \
         deletes a message after the function succeeded), results ignored, one Python producer \
         calling apply_async per task; Redis does not fsync (appendonly no) while Ember syncs \
         every commit";
+
+    /// The worker's pool: `prefork` unless `EMBER_BENCH_CELERY_POOL` says otherwise.
+    pub fn pool() -> String {
+        std::env::var("EMBER_BENCH_CELERY_POOL").unwrap_or_else(|_| "prefork".into())
+    }
 
     const VERSIONS: &[&str] = &["celery[redis]==5.7.0", "redis==8.1.0"];
 
@@ -580,21 +711,13 @@ print(json.dumps(out), flush=True)
             c
         }
 
-        /// A worker: prefork, concurrency 2, fair scheduling; its log goes to a file.
+        /// A worker: [`pool`], concurrency 2, fair scheduling; its log goes to a file.
         fn worker(&self) -> std::process::Child {
             let log = std::fs::File::create(self.dir.path().join("worker.log")).unwrap();
             self.python("celery")
-                .args([
-                    "-A",
-                    "benchtasks",
-                    "worker",
-                    "-P",
-                    "prefork",
-                    "-c",
-                    "2",
-                    "-O",
-                    "fair",
-                ])
+                .args(["-A", "benchtasks", "worker", "-P"])
+                .arg(pool())
+                .args(["-c", "2", "-O", "fair"])
                 .args([
                     "--without-gossip",
                     "--without-mingle",

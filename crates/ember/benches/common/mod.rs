@@ -30,6 +30,10 @@ impl Drop for Server {
 }
 
 impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The server's stderr, when it was started with [`start_server_capturing`].
     pub fn take_stderr(&mut self) -> Option<ChildStderr> {
         self.child.stderr.take()
@@ -48,7 +52,9 @@ pub fn start_server_capturing(filter: &str) -> Server {
 
 fn spawn_server(filter: &str, stderr: Stdio) -> Server {
     let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(EMBER)
+    // `EMBER_BENCH_BIN` runs another build of the server (to compare two builds).
+    let bin = std::env::var("EMBER_BENCH_BIN").unwrap_or_else(|_| EMBER.to_owned());
+    let mut child = Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data.path())
         .env("EMBER_ROOT_ACCESS_KEY_ID", KEY_ID)
