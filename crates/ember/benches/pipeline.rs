@@ -18,12 +18,16 @@
 //!   after the function succeeded). Beside it, in the same run, Celery with the Redis
 //!   broker at 127.0.0.1:6379 running the same number of no-op tasks (see [`celery`]).
 //!
-//! Knobs (environment): `EMBER_BENCH_MESSAGES` (50000), `EMBER_BENCH_BATCH` (mapping
-//! BatchSize, 10), `EMBER_BENCH_WINDOW` (MaximumBatchingWindowInSeconds, 0),
-//! `EMBER_BENCH_CONCURRENCY` (ScalingConfig.MaximumConcurrency, 2), `EMBER_BENCH_SENDERS`
-//! (concurrent SendMessageBatch connections, 2), `EMBER_BENCH_REDIS`
-//! (`redis://127.0.0.1:6379/13`), `EMBER_BENCH_CELERY_POOL` (`prefork`; or `threads`),
-//! `EMBER_BENCH_CELERY=0` skips Celery, `EMBER_BENCH_BIN` runs another `ember` build.
+//! The throughput runs twice: with Lambda's default batch (BatchSize 10, no window) and
+//! with BatchSize 100 and a 1 s batching window, both with MaximumConcurrency 2 (one
+//! sandbox per core).
+//!
+//! Knobs (environment): `EMBER_BENCH_MESSAGES` (50000); `EMBER_BENCH_BATCH`,
+//! `EMBER_BENCH_WINDOW` (0), `EMBER_BENCH_CONCURRENCY` (2): one mapping configuration
+//! instead of the two; `EMBER_BENCH_SENDERS` (concurrent SendMessageBatch connections, 2);
+//! `EMBER_BENCH_REDIS` (`redis://127.0.0.1:6379/13`); `EMBER_BENCH_CELERY_POOL`
+//! (`prefork`; or `threads`); `EMBER_BENCH_CELERY=0` skips Celery; `EMBER_BENCH_BIN` runs
+//! another `ember` build.
 //!
 //! Client and server are unpinned on a 2-core machine (see FLOORS.md: a cross-core hop
 //! costs ~60 µs here); the load average is printed with each set of figures.
@@ -328,11 +332,29 @@ fn main() {
     let server = common::start_server();
     let addr = server.addr.clone();
     let mut conn = Conn::open(&addr);
-    let n: usize = env_or("EMBER_BENCH_MESSAGES", 50_000);
-    let batch_size: u32 = env_or("EMBER_BENCH_BATCH", 10);
-    let window: u32 = env_or("EMBER_BENCH_WINDOW", 0);
-    let concurrency: u32 = env_or("EMBER_BENCH_CONCURRENCY", 2);
+    let n: usize = env_or("EMBER_BENCH_MESSAGES", 50_000usize).div_ceil(10) * 10;
     let senders: usize = env_or("EMBER_BENCH_SENDERS", 2);
+    // Lambda's default batch, and a bigger batch with a batching window (fewer
+    // invocations and acknowledgements per message), unless the environment picks one.
+    let configs = match std::env::var("EMBER_BENCH_BATCH") {
+        Ok(_) => vec![Mapping {
+            batch_size: env_or("EMBER_BENCH_BATCH", 10),
+            window: env_or("EMBER_BENCH_WINDOW", 0),
+            concurrency: env_or("EMBER_BENCH_CONCURRENCY", 2),
+        }],
+        Err(_) => vec![
+            Mapping {
+                batch_size: 10,
+                window: 0,
+                concurrency: 2,
+            },
+            Mapping {
+                batch_size: 100,
+                window: 1,
+                concurrency: 2,
+            },
+        ],
+    };
     create(
         &mut conn,
         &addr,
@@ -341,86 +363,17 @@ fn main() {
         "app.handler",
         &[("app.py", "def handler(event, context):\n    return None\n")],
     );
-    let (url, arn) = create_queue(&mut conn, &addr, "bulk");
-    let mut mapping = json!({ "BatchSize": batch_size,
-        "ScalingConfig": { "MaximumConcurrency": concurrency } });
-    if window > 0 {
-        mapping["MaximumBatchingWindowInSeconds"] = json!(window);
-    }
-    create_mapping(&mut conn, &addr, &arn, "noop", &mapping);
-    let send_batch = sqs(
-        &addr,
-        "SendMessageBatch",
-        &json!({ "QueueUrl": url, "Entries": (0..10).map(|i| json!({
-            "Id": format!("m{i}"), "MessageBody": format!("{{\"n\": {i}}}") })).collect::<Vec<_>>() }),
-    );
-    let counts = counts_request(&addr, &url);
-    // Warm both sandboxes the mapping may use.
-    for _ in 0..20 {
-        conn.ok_json(&send_batch);
-    }
-    wait_empty(
-        &mut conn,
-        &counts,
-        Duration::from_millis(20),
-        Duration::from_secs(60),
-    );
-    let requests = n.div_ceil(10);
-    let n = requests * 10;
-    let load_before = load();
-    let cpu_before = cpu::snapshot(server.pid());
-    let start = Instant::now();
-    let threads: Vec<_> = (0..senders)
-        .map(|s| {
-            let (addr, send_batch) = (addr.clone(), send_batch.clone());
-            let mine = requests / senders + usize::from(s < requests % senders);
-            std::thread::spawn(move || {
-                let mut conn = Conn::open(&addr);
-                for _ in 0..mine {
-                    let sent = conn.ok_json(&send_batch);
-                    assert_eq!(sent["Failed"], json!([]), "{sent}");
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-    let sent = start.elapsed();
-    wait_empty(
-        &mut conn,
-        &counts,
-        Duration::from_millis(10),
-        Duration::from_secs(600),
-    );
-    let total = start.elapsed();
-    let cpu_used = cpu::snapshot(server.pid()).since(&cpu_before);
-    let load_after = load();
-    let ember_rate = n as f64 / total.as_secs_f64();
-    drop(conn);
-    drop(server);
-
     println!(
         "\nthroughput: {n} messages, SendMessageBatch of 10 over {senders} connections -> mapping \
-         (BatchSize {batch_size}, window {window} s, MaximumConcurrency {concurrency}) -> no-op Python\n\
-         (before: {load_before}; after: {load_after})\n"
+         -> no-op Python, first send -> queue empty with nothing in flight\n"
     );
-    println!(
-        "{:<44} {:>8.0} msg/s   (all sent and on disk after {}, all processed and deleted after {})",
-        "Ember, first send -> last message deleted",
-        ember_rate,
-        ms(sent),
-        ms(total)
-    );
-    println!(
-        "  CPU time over those {}: ember serve {}, sandbox runtimes (python) {}, sandbox \
-         helpers {}, this client {}",
-        ms(total),
-        ms(cpu_used.server),
-        ms(cpu_used.runtimes),
-        ms(cpu_used.helpers),
-        ms(cpu_used.client)
-    );
+    let mut ember_rates = Vec::new();
+    for (i, config) in configs.iter().enumerate() {
+        let rate = throughput(&server, &mut conn, &format!("bulk-{i}"), n, senders, config);
+        ember_rates.push((config.to_string(), rate));
+    }
+    drop(conn);
+    drop(server);
     if std::env::var("EMBER_BENCH_CELERY").as_deref() == Ok("0") {
         return;
     }
@@ -447,12 +400,115 @@ fn main() {
         celery::CONFIG
     );
     println!("  (before: {load_before}; after: {load_after})");
-    println!(
-        "{:<44} {:>8.2}x   (against the worker alone; {:.2}x against the same definition)",
-        "ratio Ember / Celery",
-        ember_rate / rate(celery.drain),
-        ember_rate / rate(celery.live),
+    for (config, ember_rate) in &ember_rates {
+        println!(
+            "{:<44} {:>8.2}x   (against the worker alone; {:.2}x against the same definition)",
+            format!("ratio Ember ({config}) / Celery"),
+            ember_rate / rate(celery.drain),
+            ember_rate / rate(celery.live),
+        );
+    }
+}
+
+/// An event source mapping's batching and scaling settings.
+struct Mapping {
+    batch_size: u32,
+    window: u32,
+    concurrency: u32,
+}
+
+impl std::fmt::Display for Mapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "BatchSize {}, window {} s, MaxConc {}",
+            self.batch_size, self.window, self.concurrency
+        )
+    }
+}
+
+/// Send `n` messages into a new queue mapped to `noop` with `config`; print and return
+/// messages/s from the first send to the queue being empty with nothing in flight.
+fn throughput(
+    server: &common::Server,
+    conn: &mut Conn,
+    queue: &str,
+    n: usize,
+    senders: usize,
+    config: &Mapping,
+) -> f64 {
+    let addr = &server.addr;
+    let (url, arn) = create_queue(conn, addr, queue);
+    let mut mapping = json!({ "BatchSize": config.batch_size,
+        "ScalingConfig": { "MaximumConcurrency": config.concurrency } });
+    if config.window > 0 {
+        mapping["MaximumBatchingWindowInSeconds"] = json!(config.window);
+    }
+    create_mapping(conn, addr, &arn, "noop", &mapping);
+    let send_batch = sqs(
+        addr,
+        "SendMessageBatch",
+        &json!({ "QueueUrl": url, "Entries": (0..10).map(|i| json!({
+            "Id": format!("m{i}"), "MessageBody": format!("{{\"n\": {i}}}") })).collect::<Vec<_>>() }),
     );
+    let counts = counts_request(addr, &url);
+    // Warm the sandboxes the mapping may use.
+    for _ in 0..20 {
+        conn.ok_json(&send_batch);
+    }
+    wait_empty(
+        conn,
+        &counts,
+        Duration::from_millis(20),
+        Duration::from_secs(60),
+    );
+    let requests = n / 10;
+    let load_before = load();
+    let cpu_before = cpu::snapshot(server.pid());
+    let start = Instant::now();
+    let threads: Vec<_> = (0..senders)
+        .map(|s| {
+            let (addr, send_batch) = (addr.clone(), send_batch.clone());
+            let mine = requests / senders + usize::from(s < requests % senders);
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(&addr);
+                for _ in 0..mine {
+                    let sent = conn.ok_json(&send_batch);
+                    assert_eq!(sent["Failed"], json!([]), "{sent}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let sent = start.elapsed();
+    wait_empty(
+        conn,
+        &counts,
+        Duration::from_millis(10),
+        Duration::from_secs(600),
+    );
+    let total = start.elapsed();
+    let cpu_used = cpu::snapshot(server.pid()).since(&cpu_before);
+    let load_after = load();
+    let rate = n as f64 / total.as_secs_f64();
+    println!(
+        "{:<44} {:>8.0} msg/s   (all sent and on disk after {}, all processed and deleted after {})",
+        format!("Ember, {config}"),
+        rate,
+        ms(sent),
+        ms(total)
+    );
+    println!(
+        "  CPU time: ember serve {}, sandbox runtimes (python) {}, sandbox helpers {}, this \
+         client {} (before: {load_before}; after: {load_after})",
+        ms(cpu_used.server),
+        ms(cpu_used.runtimes),
+        ms(cpu_used.helpers),
+        ms(cpu_used.client)
+    );
+    rate
 }
 
 /// Where the CPU goes: user+system time of the server, of its descendants (the sandboxes'
