@@ -369,8 +369,8 @@ fn main() {
     );
     let mut ember_rates = Vec::new();
     for (i, config) in configs.iter().enumerate() {
-        let rate = throughput(&server, &mut conn, &format!("bulk-{i}"), n, senders, config);
-        ember_rates.push((config.to_string(), rate));
+        let (rate, cpu) = throughput(&server, &mut conn, &format!("bulk-{i}"), n, senders, config);
+        ember_rates.push((config.to_string(), rate, cpu));
     }
     drop(conn);
     drop(server);
@@ -400,12 +400,26 @@ fn main() {
         celery::CONFIG
     );
     println!("  (before: {load_before}; after: {load_after})");
-    for (config, ember_rate) in &ember_rates {
+    for (config, ember_rate, _) in &ember_rates {
         println!(
             "{:<44} {:>8.2}x   (against the worker alone; {:.2}x against the same definition)",
             format!("ratio Ember ({config}) / Celery"),
             ember_rate / rate(celery.drain),
             ember_rate / rate(celery.live),
+        );
+    }
+    // CPU time is less sensitive than wall time to what else runs on this machine.
+    let per_1000 = |d: Duration| ms(d * 1000 / n as u32);
+    println!(
+        "\nCPU time per 1,000 messages: Celery worker alone (main and pool processes; Redis \
+         not counted) {}",
+        per_1000(celery.drain_cpu)
+    );
+    for (config, _, cpu) in &ember_rates {
+        println!(
+            "  Ember ({config}; server with its queue, sends included, and sandboxes) {}  -> {:.2}x less",
+            per_1000(*cpu),
+            celery.drain_cpu.as_secs_f64() / cpu.as_secs_f64()
         );
     }
 }
@@ -436,7 +450,7 @@ fn throughput(
     n: usize,
     senders: usize,
     config: &Mapping,
-) -> f64 {
+) -> (f64, Duration) {
     let addr = &server.addr;
     let (url, arn) = create_queue(conn, addr, queue);
     let mut mapping = json!({ "BatchSize": config.batch_size,
@@ -508,7 +522,7 @@ fn throughput(
         ms(cpu_used.helpers),
         ms(cpu_used.client)
     );
-    rate
+    (rate, cpu_used.total())
 }
 
 /// Where the CPU goes: user+system time of the server, of its descendants (the sandboxes'
@@ -585,12 +599,17 @@ mod cpu {
             };
             usage.ticks.insert(*pid, (*t, kind));
         }
-        usage.total();
+        usage.sum_up();
         usage
     }
 
     impl Usage {
-        fn total(&mut self) {
+        /// The server (or worker) and all its descendants.
+        pub fn total(&self) -> Duration {
+            self.server + self.runtimes + self.helpers
+        }
+
+        fn sum_up(&mut self) {
             let sum = |k: Kind| {
                 Duration::from_secs_f64(
                     self.ticks
@@ -615,7 +634,7 @@ mod cpu {
                     *t = t.saturating_sub(*before);
                 }
             }
-            self.total();
+            self.sum_up();
             self
         }
     }
@@ -708,6 +727,7 @@ elif mode == "drain":
     while r.llen(QUEUE) == n:
         time.sleep(0.0005)
     t0 = time.perf_counter()
+    print("started", flush=True)
     wait_done()
     out["total"] = time.perf_counter() - t0
 print(json.dumps(out), flush=True)
@@ -723,6 +743,8 @@ print(json.dumps(out), flush=True)
         pub live: Duration,
         /// A backlog of N, from the worker's first take to all done.
         pub drain: Duration,
+        /// CPU time of the worker's processes (main and pool) over `drain`.
+        pub drain_cpu: Duration,
     }
 
     fn venv() -> PathBuf {
@@ -846,7 +868,14 @@ print(json.dumps(out), flush=True)
             .unwrap();
         assert_eq!(ready.trim(), "ready");
         let worker = bench.worker();
+        let mut started = String::new();
+        BufReader::new(drain.stdout.as_mut().unwrap())
+            .read_line(&mut started)
+            .unwrap();
+        assert_eq!(started.trim(), "started");
+        let cpu_before = cpu::snapshot(worker.id());
         let drained = bench.answer(drain);
+        let drain_cpu = cpu::snapshot(worker.id()).since(&cpu_before).total();
         bench.stop(worker);
         Result {
             version: live["version"].as_str().unwrap().to_owned(),
@@ -854,6 +883,7 @@ print(json.dumps(out), flush=True)
             enqueued: secs(&enqueued, "enqueued"),
             live: secs(&live, "total"),
             drain: secs(&drained, "total"),
+            drain_cpu,
         }
     }
 }
