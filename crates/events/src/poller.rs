@@ -257,7 +257,7 @@ async fn process(
             poll_to_handler_us = poll_to_handler.as_micros() as u64,
             send_to_handler_ms,
             function_error = response.function_error,
-            log = ?response.log,
+            log = ?ember_worker::logs::tail(&response.log),
             "event source mapping batch invoked"
         );
     }
