@@ -26,7 +26,8 @@
 //! `EMBER_BENCH_WINDOW` (0), `EMBER_BENCH_CONCURRENCY` (2): one mapping configuration
 //! instead of the two; `EMBER_BENCH_SENDERS` (concurrent SendMessageBatch connections, 2);
 //! `EMBER_BENCH_REDIS` (`redis://127.0.0.1:6379/13`); `EMBER_BENCH_CELERY_POOL`
-//! (`prefork`; or `threads`); `EMBER_BENCH_CELERY=0` skips Celery; `EMBER_BENCH_BIN` runs
+//! (`prefork`; or `threads`); `EMBER_BENCH_CELERY_PREFETCH` (4, Celery's default);
+//! `EMBER_BENCH_CELERY=0` skips Celery; `EMBER_BENCH_BIN` runs
 //! another `ember` build.
 //!
 //! Client and server are unpinned on a 2-core machine (see FLOORS.md: a cross-core hop
@@ -395,8 +396,9 @@ fn main() {
         ms(celery.enqueued),
     );
     println!(
-        "  Celery config: {} pool, {}",
+        "  Celery config: {} pool, prefetch multiplier {}, {}",
         celery::pool(),
+        celery::prefetch(),
         celery::CONFIG
     );
     println!("  (before: {load_before}; after: {load_after})");
@@ -644,11 +646,16 @@ mod cpu {
 mod celery {
     use super::*;
 
-    pub const CONFIG: &str = "concurrency 2, -O fair, prefetch \
-        multiplier 4 (default), acks_late on (a task is acknowledged after it ran, as Ember \
+    pub const CONFIG: &str = "concurrency 2, -O fair, acks_late on (a task is acknowledged after it ran, as Ember \
         deletes a message after the function succeeded), results ignored, one Python producer \
         calling apply_async per task; Redis does not fsync (appendonly no) while Ember syncs \
         every commit";
+
+    /// `worker_prefetch_multiplier`: Celery's default (4) unless `EMBER_BENCH_CELERY_PREFETCH`
+    /// says otherwise.
+    pub fn prefetch() -> u32 {
+        super::env_or("EMBER_BENCH_CELERY_PREFETCH", 4)
+    }
 
     /// The worker's pool: `prefork` unless `EMBER_BENCH_CELERY_POOL` says otherwise.
     pub fn pool() -> String {
@@ -668,7 +675,7 @@ app.conf.update(
     task_default_queue=QUEUE,
     task_acks_late=True,
     task_ignore_result=True,
-    worker_prefetch_multiplier=4,
+    worker_prefetch_multiplier=int(os.environ["BENCH_PREFETCH"]),
     broker_connection_retry_on_startup=True,
 )
 
@@ -785,7 +792,8 @@ print(json.dumps(out), flush=True)
             c.current_dir(self.dir.path())
                 .env("PYTHONPATH", self.dir.path())
                 .env("BENCH_BROKER", &self.broker)
-                .env("BENCH_QUEUE", &self.queue);
+                .env("BENCH_QUEUE", &self.queue)
+                .env("BENCH_PREFETCH", prefetch().to_string());
             c
         }
 
