@@ -688,7 +688,7 @@ def noop():
     /// `live N`: warm up, then enqueue N tasks with a worker running and wait until the
     /// queue is empty and nothing is unacknowledged. `enqueue N`: only enqueue (no worker
     /// runs). `drain N`: print "ready", wait for a worker to start taking from the backlog
-    /// of N, and time it until everything is done.
+    /// of N, and time it until everything is done. `cleanup`: delete this run's keys.
     const PRODUCER: &str = r#"
 import json, sys, time
 import celery, redis
@@ -737,6 +737,10 @@ elif mode == "drain":
     print("started", flush=True)
     wait_done()
     out["total"] = time.perf_counter() - t0
+elif mode == "cleanup":
+    # What this run left in Redis (the worker has stopped).
+    r.delete(QUEUE, "unacked", "unacked_index", "unacked_mutex", "_kombu.binding_deadlines",
+             "_kombu.binding." + QUEUE, "_kombu.binding_permanent." + QUEUE)
 print(json.dumps(out), flush=True)
 "#;
 
@@ -885,6 +889,7 @@ print(json.dumps(out), flush=True)
         let drained = bench.answer(drain);
         let drain_cpu = cpu::snapshot(worker.id()).since(&cpu_before).total();
         bench.stop(worker);
+        bench.answer(bench.producer("cleanup", 0));
         Result {
             version: live["version"].as_str().unwrap().to_owned(),
             live_enqueued: secs(&live, "enqueued"),
