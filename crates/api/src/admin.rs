@@ -4,6 +4,9 @@
 //! - `POST /ember/v1/accounts` `{"Name": "..."}` — create an account (root only); answers
 //!   `{"AccountId", "AccessKeyId", "SecretAccessKey"}` with 201.
 //! - `GET  /ember/v1/accounts` — list accounts (root only).
+//! - `GET  /ember/v1/pool`, `PUT /ember/v1/pool/{runtime}` — the warming pool (root only).
+//! - `GET  /ember/v1/metrics` — the node's histograms in Prometheus' text format (root
+//!   only): `ember_poll_to_handler_seconds`, `ember_send_to_handler_seconds`.
 //!
 //! Requests are SigV4-signed with the service name `ember`; errors are rest-json, as in
 //! Lambda.
@@ -25,6 +28,7 @@ pub enum Op {
     ListAccounts,
     PoolStatus,
     SetPoolTarget(String),
+    Metrics,
 }
 
 impl Op {
@@ -34,6 +38,7 @@ impl Op {
             Op::ListAccounts => "ListAccounts",
             Op::PoolStatus => "GetPool",
             Op::SetPoolTarget(_) => "SetPoolTarget",
+            Op::Metrics => "GetMetrics",
         }
     }
 }
@@ -44,6 +49,7 @@ pub fn route(method: &Method, segments: &[String]) -> Result<Route, ApiError> {
         (&Method::POST, ["ember", "v1", "accounts"]) => Op::CreateAccount,
         (&Method::GET, ["ember", "v1", "accounts"]) => Op::ListAccounts,
         (&Method::GET, ["ember", "v1", "pool"]) => Op::PoolStatus,
+        (&Method::GET, ["ember", "v1", "metrics"]) => Op::Metrics,
         (&Method::PUT, ["ember", "v1", "pool", runtime]) => {
             Op::SetPoolTarget((*runtime).to_owned())
         }
@@ -80,7 +86,18 @@ pub async fn execute(frontend: &Frontend, op: Op, call: Call) -> Result<Response
         Op::ListAccounts => list_accounts(frontend).await,
         Op::PoolStatus => Ok(pool_status(frontend)),
         Op::SetPoolTarget(runtime) => set_pool_target(frontend, &call, &runtime),
+        Op::Metrics => Ok(metrics(frontend)),
     }
+}
+
+/// `GET /ember/v1/metrics`: Prometheus' text exposition format, version 0.0.4.
+fn metrics(frontend: &Frontend) -> Response {
+    let mut response = Response::new(axum::body::Body::from(frontend.worker.metrics().render()));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
 }
 
 #[derive(Deserialize)]

@@ -15,183 +15,14 @@
 //! Latencies are wall-clock on this machine, client and server unpinned (see FLOORS.md:
 //! a cross-core round trip costs ~60 µs here).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const EMBER: &str = env!("CARGO_BIN_EXE_ember");
-const KEY_ID: &str = "AKIABENCHBENCHBENCH0";
-const SECRET: &str = "bench-secret-bench-secret-bench-secret-00";
-
-struct Server {
-    child: Child,
-    addr: String,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server() -> Server {
-    let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(EMBER)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .env("EMBER_ROOT_ACCESS_KEY_ID", KEY_ID)
-        .env("EMBER_ROOT_SECRET_ACCESS_KEY", SECRET)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting ember serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .trim_start_matches("Ember is listening on http://")
-        .to_owned();
-    Server {
-        child,
-        addr,
-        _data: data,
-    }
-}
-
-/// A keep-alive HTTP/1.1 connection that sends prepared requests.
-struct Conn {
-    stream: BufReader<TcpStream>,
-}
-
-impl Conn {
-    fn open(addr: &str) -> Conn {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_nodelay(true).unwrap();
-        Conn {
-            stream: BufReader::new(stream),
-        }
-    }
-
-    /// Send raw request bytes, return (status, body).
-    fn round_trip(&mut self, request: &[u8]) -> (u16, Vec<u8>) {
-        self.stream.get_mut().write_all(request).unwrap();
-        let mut status = 0;
-        let mut length = 0usize;
-        let mut line = String::new();
-        loop {
-            line.clear();
-            self.stream.read_line(&mut line).unwrap();
-            if status == 0 {
-                status = line
-                    .split(' ')
-                    .nth(1)
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-            } else if line == "\r\n" {
-                break;
-            } else if let Some((k, v)) = line.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                length = v.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; length];
-        self.stream.read_exact(&mut body).unwrap();
-        (status, body)
-    }
-}
-
-/// A signed request, serialised once.
-fn signed(addr: &str, method: &str, path: &str, body: &[u8], extra: &[(&str, &str)]) -> Vec<u8> {
-    signed_for("lambda", addr, method, path, body, extra)
-}
-
-fn signed_for(
-    service: &str,
-    addr: &str,
-    method: &str,
-    path: &str,
-    body: &[u8],
-    extra: &[(&str, &str)],
-) -> Vec<u8> {
-    let method: http::Method = method.parse().unwrap();
-    let uri: http::Uri = path.parse().unwrap();
-    let mut headers = http::HeaderMap::new();
-    headers.insert(http::header::HOST, addr.parse().unwrap());
-    for (k, v) in extra {
-        headers.insert(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    let added = ember_sigv4::sign(
-        &ember_sigv4::Request {
-            method: &method,
-            uri: &uri,
-            headers: &headers,
-            body,
-        },
-        &ember_sigv4::Credentials {
-            access_key_id: KEY_ID,
-            secret_access_key: SECRET,
-        },
-        "us-east-1",
-        service,
-        time::OffsetDateTime::now_utc(),
-    );
-    headers.extend(added);
-    let mut out = format!("{method} {path} HTTP/1.1\r\n");
-    for (k, v) in &headers {
-        out.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap()));
-    }
-    out.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
-    let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(body);
-    bytes
-}
-
-fn zip(files: &[(&str, &str)]) -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, text) in files {
-        w.start_file(*name, zip::write::SimpleFileOptions::default())
-            .unwrap();
-        w.write_all(text.as_bytes()).unwrap();
-    }
-    w.finish().unwrap().into_inner()
-}
-
-fn create(
-    conn: &mut Conn,
-    addr: &str,
-    name: &str,
-    runtime: &str,
-    handler: &str,
-    files: &[(&str, &str)],
-) {
-    use base64::Engine;
-    let body = serde_json::json!({
-        "FunctionName": name, "Runtime": runtime, "Handler": handler,
-        "Role": "arn:aws:iam::123456789012:role/bench",
-        "Code": { "ZipFile": base64::engine::general_purpose::STANDARD.encode(zip(files)) },
-    })
-    .to_string();
-    let (status, answer) = conn.round_trip(&signed(
-        addr,
-        "POST",
-        "/2015-03-31/functions",
-        body.as_bytes(),
-        &[],
-    ));
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
-}
+use common::{
+    Conn, create, ms, row, set_pool, signed, signed_for, start_server, stats, time_n, us,
+};
 
 fn invoke_request(addr: &str, name: &str) -> Vec<u8> {
     signed(
@@ -201,53 +32,6 @@ fn invoke_request(addr: &str, name: &str) -> Vec<u8> {
         b"{}",
         &[],
     )
-}
-
-struct Stats {
-    p50: Duration,
-    p99: Duration,
-    n: usize,
-}
-
-fn stats(mut samples: Vec<Duration>) -> Stats {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    Stats {
-        p50: at(0.50),
-        p99: at(0.99),
-        n: samples.len(),
-    }
-}
-
-fn time_n(n: usize, mut f: impl FnMut()) -> Stats {
-    stats(
-        (0..n)
-            .map(|_| {
-                let t = Instant::now();
-                f();
-                t.elapsed()
-            })
-            .collect(),
-    )
-}
-
-fn us(d: Duration) -> String {
-    format!("{:.0} µs", d.as_secs_f64() * 1e6)
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
-}
-
-fn row(name: &str, s: &Stats, floor: &Stats, unit: fn(Duration) -> String) {
-    println!(
-        "{name:<44} p50 {:>9}  p99 {:>9}  (n={:>4})   floor p50 {:>9}  ratio {:>6.2}x",
-        unit(s.p50),
-        unit(s.p99),
-        s.n,
-        unit(floor.p50),
-        s.p50.as_secs_f64() / floor.p50.as_secs_f64()
-    );
 }
 
 fn main() {
@@ -443,21 +227,6 @@ fn main() {
         &floor_many,
         us,
     );
-}
-
-/// Set the warming pool target of `runtime` (root's admin API).
-fn set_pool(conn: &mut Conn, addr: &str, runtime: &str, size: usize) {
-    let body = format!("{{\"Size\": {size}}}");
-    let request = signed_for(
-        "ember",
-        addr,
-        "PUT",
-        &format!("/ember/v1/pool/{runtime}"),
-        body.as_bytes(),
-        &[],
-    );
-    let (status, answer) = conn.round_trip(&request);
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
 }
 
 /// Wait until the pool of `runtime` holds its target.

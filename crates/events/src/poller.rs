@@ -250,6 +250,11 @@ async fn process(
         let dispatched_at = SystemTime::now() - dispatched.elapsed();
         let oldest_sent = batch.iter().map(|m| m.sent_ms).min().unwrap_or(0);
         let send_to_handler_ms = epoch_ms(dispatched_at) - oldest_sent;
+        let metrics = shared.worker.metrics();
+        metrics.poll_to_handler.observe(poll_to_handler);
+        metrics
+            .send_to_handler
+            .observe(Duration::from_millis(send_to_handler_ms.max(0) as u64));
         tracing::info!(
             uuid = %mapping.uuid,
             function = %mapping.function_name,
@@ -259,6 +264,7 @@ async fn process(
             poll_to_handler_us = poll_to_handler.as_micros() as u64,
             send_to_handler_ms,
             function_error = response.function_error,
+            log = ?ember_worker::logs::tail(&response.log),
             "event source mapping batch invoked"
         );
     }

@@ -24,6 +24,7 @@ use ember_store::package::{CodeStore, Limits};
 use crate::budget::{Budget, KeepAlive, Reservation};
 use crate::code_cache::CodeCache;
 use crate::logs::{self, LogTap, Report};
+use crate::metrics::Metrics;
 use crate::runtimes::{HostRuntimes, RUNTIME_DIR};
 
 /// Sandbox set-ups in flight per core.
@@ -166,6 +167,7 @@ struct Inner {
     runtime_dir: PathBuf,
     idle: Mutex<HashMap<Key, Vec<Worker>>>,
     next_id: AtomicU64,
+    metrics: Metrics,
 }
 
 /// The worker manager. Cheap to clone.
@@ -222,12 +224,18 @@ impl WorkerManager {
                 runtime_dir,
                 idle: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(0),
+                metrics: Metrics::default(),
             }),
         })
     }
 
     pub fn runtimes(&self) -> &HostRuntimes {
         &self.inner.runtimes
+    }
+
+    /// The node's latency histograms (recorded by the components that feed invocations).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// Run one invocation to completion (success, function error, timeout or crash).

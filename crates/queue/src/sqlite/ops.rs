@@ -354,6 +354,30 @@ const CANDIDATE_COLUMNS: &str = "m.seq, m.sent_ms, m.group_id, m.visible_at_ms, 
      m.first_receive_ms, m.dlq_source_arn, m.body_id, b.message_id, b.body, b.md5_of_body, \
      b.attributes, b.trace_header, b.sender_id, b.dedup_id";
 
+// The receive statements below write `LIMIT +?n`, not `LIMIT ?n`: SQLite reads the value
+// bound to a bare `LIMIT ?n` while planning, which marks the statement as depending on it,
+// so every execution (every rebinding) parsed and planned the statement anew — on the
+// single writer thread, for every receive. The unary plus makes the limit an expression
+// the planner does not look into; the statement cache then works.
+
+/// Visible messages of a standard queue after a cursor, the longest-visible first.
+fn standard_candidates_sql() -> String {
+    format!(
+        "SELECT {CANDIDATE_COLUMNS} FROM messages m JOIN bodies b ON b.id = m.body_id
+         WHERE m.queue_id = ?1 AND m.visible_at_ms <= ?2 AND (m.visible_at_ms, m.seq) > (?3, ?4)
+         ORDER BY m.visible_at_ms, m.seq LIMIT +?5"
+    )
+}
+
+/// A FIFO group's messages after a sequence number, in order.
+fn fifo_run_sql() -> String {
+    format!(
+        "SELECT {CANDIDATE_COLUMNS} FROM messages m JOIN bodies b ON b.id = m.body_id
+         WHERE m.queue_id = ?1 AND m.group_id = ?2 AND m.seq > ?3
+         ORDER BY m.seq LIMIT +?4"
+    )
+}
+
 impl Candidate {
     fn read(r: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(Candidate {
@@ -451,11 +475,7 @@ fn receive_standard(
     max: usize,
     out: &mut Vec<ReceivedMessage>,
 ) -> Result<()> {
-    let sql = format!(
-        "SELECT {CANDIDATE_COLUMNS} FROM messages m JOIN bodies b ON b.id = m.body_id
-         WHERE m.queue_id = ?1 AND m.visible_at_ms <= ?2 AND (m.visible_at_ms, m.seq) > (?3, ?4)
-         ORDER BY m.visible_at_ms, m.seq LIMIT ?5"
-    );
+    let sql = standard_candidates_sql();
     // A message leased with a zero timeout stays visible and may show up again after the
     // cursor; `seen` keeps one receive from returning it twice.
     let mut seen = HashSet::new();
@@ -506,11 +526,7 @@ fn receive_fifo(
     let groups_sql = "SELECT group_id, head_visible_ms, head_seq FROM fifo_groups
          WHERE queue_id = ?1 AND head_visible_ms <= ?2 AND (head_visible_ms, head_seq) > (?3, ?4)
          ORDER BY head_visible_ms, head_seq LIMIT 64";
-    let run_sql = format!(
-        "SELECT {CANDIDATE_COLUMNS} FROM messages m JOIN bodies b ON b.id = m.body_id
-         WHERE m.queue_id = ?1 AND m.group_id = ?2 AND m.seq > ?3
-         ORDER BY m.seq LIMIT ?4"
-    );
+    let run_sql = fifo_run_sql();
     let mut done = HashSet::new();
     let mut cursor = (i64::MIN, i64::MIN);
     loop {
@@ -918,4 +934,38 @@ pub fn load_catalog(conn: &Connection) -> Result<Catalog> {
 
 fn to_json(value: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string(value).map_err(|e| QueueError::Storage(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::{StatementStatus, params};
+
+    use super::*;
+
+    /// Executing a receive statement again with another limit must not re-prepare it.
+    #[test]
+    fn receive_statements_are_prepared_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = super::super::schema::connect(&dir.path().join("q.db")).unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        let limits = [18i64, 11, 18, 3];
+        let mut standard = conn.prepare(&standard_candidates_sql()).unwrap();
+        for limit in limits {
+            let rows = standard
+                .query_map(params![1, 0, i64::MIN, i64::MIN, limit], |_| Ok(()))
+                .unwrap()
+                .count();
+            assert_eq!(rows, 0);
+        }
+        assert_eq!(standard.get_status(StatementStatus::RePrepare), 0);
+        let mut fifo = conn.prepare(&fifo_run_sql()).unwrap();
+        for limit in limits {
+            let rows = fifo
+                .query_map(params![1, "g", 0, limit], |_| Ok(()))
+                .unwrap()
+                .count();
+            assert_eq!(rows, 0);
+        }
+        assert_eq!(fifo.get_status(StatementStatus::RePrepare), 0);
+    }
 }
