@@ -44,7 +44,7 @@ fn main() {
     // Refill: from empty to 40 booted Python sandboxes.
     let refill_n = 40;
     set_pool(&mut conn, &addr, "python3.11", 0);
-    let server_pid = server.child.id();
+    let server_pid = server.pid();
     let server_cpu = process_cpu_ms(server_pid);
     let t = Instant::now();
     set_pool(&mut conn, &addr, "python3.11", refill_n);

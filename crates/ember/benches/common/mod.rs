@@ -30,6 +30,11 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// The `ember serve` process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
