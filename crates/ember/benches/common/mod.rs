@@ -30,11 +30,6 @@ impl Drop for Server {
 }
 
 impl Server {
-    /// The `ember serve` process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
