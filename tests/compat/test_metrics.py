@@ -73,6 +73,31 @@ def test_a_mapping_batch_is_counted(server, lam, fn_name):
         # The hand-off itself is far below a minute: it lands in a finite bucket.
         assert (after['ember_poll_to_handler_seconds_bucket{le="60"}']
                 > before['ember_poll_to_handler_seconds_bucket{le="60"}'])
+        # The batch's REPORT line (logged by the poller) carries the same two figures.
+        deadline = time.monotonic() + 10
+        while not any(fn_name in line and "Poll To Handler: " in line
+                      and "Send To Handler: " in line for line in server.stderr().splitlines()):
+            assert time.monotonic() < deadline, "no REPORT line with the event latencies"
+            time.sleep(0.1)
     finally:
         lam.delete_event_source_mapping(UUID=mapping["UUID"])
+        lam.delete_function(FunctionName=fn_name)
+
+
+def test_queued_events_report_their_latency(server, lam, fn_name):
+    """Asynchronous events are counted like mapping batches and routed messages (the
+    worker manager records every queued event's latencies)."""
+    et.create_function(lam, fn_name)
+    before = samples(metrics(server)[2])
+    try:
+        assert lam.invoke(FunctionName=fn_name, InvocationType="Event",
+                          Payload=b"{}")["StatusCode"] == 202
+        deadline = time.monotonic() + 60
+        while True:
+            after = samples(metrics(server)[2])
+            if all(after[f"{n}_count"] > before[f"{n}_count"] for n in HISTOGRAMS):
+                break
+            assert time.monotonic() < deadline, "the event was not counted within 60 s"
+            time.sleep(0.1)
+    finally:
         lam.delete_function(FunctionName=fn_name)

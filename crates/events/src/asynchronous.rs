@@ -220,6 +220,7 @@ async fn run(manager: crate::EventsManager, queue: QueueRef) {
             }) => r,
             _ = crate::poller::stopped(&mut stop) => break,
         };
+        let received_at = std::time::Instant::now();
         let messages = match received {
             Ok(m) => m,
             Err(QueueError::QueueDoesNotExist) => break,
@@ -252,6 +253,7 @@ async fn run(manager: crate::EventsManager, queue: QueueRef) {
                 queue.clone(),
                 function.clone(),
                 message,
+                received_at,
                 permit,
             ));
             manager.keep(task);
@@ -318,6 +320,7 @@ async fn deliver(
     queue: QueueRef,
     function: Function,
     message: ReceivedMessage,
+    received_at: std::time::Instant,
     permit: Permit,
 ) {
     let config = match shared
@@ -378,6 +381,10 @@ async fn deliver(
             request_id: request_id.clone(),
             payload: Bytes::from(message.body.clone()),
             client_context: attribute(&message, CLIENT_CONTEXT),
+            event: Some(ember_worker::metrics::EventTiming {
+                received: received_at,
+                sent_ms: message.sent_ms,
+            }),
         })
         .await;
     drop(permit);

@@ -288,28 +288,3 @@ impl EventsManager {
         }
     }
 }
-
-/// Record how long an event took from its send, and from its retrieval by a poller, to
-/// the handler starting.
-pub(crate) fn record_latency(
-    shared: &Shared,
-    source: &'static str,
-    function: &str,
-    sent_ms: i64,
-    received: std::time::Instant,
-    dispatched: std::time::Instant,
-) {
-    let _ = shared;
-    let poll_to_handler = dispatched.saturating_duration_since(received);
-    let dispatched_at = std::time::SystemTime::now() - dispatched.elapsed();
-    let dispatched_ms = dispatched_at
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    tracing::info!(
-        source,
-        function,
-        poll_to_handler_us = poll_to_handler.as_micros() as u64,
-        send_to_handler_ms = dispatched_ms - sent_ms,
-        "event dispatched"
-    );
-}

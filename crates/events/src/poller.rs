@@ -9,6 +9,7 @@ use ember_queue::{QueueError, QueueRef, ReceiveRequest, ReceivedMessage};
 use ember_store::{EventSourceMapping, Function};
 use ember_worker::InvokeRequest;
 use ember_worker::limits::Permit;
+use ember_worker::metrics::EventTiming;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -227,6 +228,7 @@ async fn process(
     let event = convert::sqs_event(&batch, &queue_arn, &shared.region);
     let payload = Bytes::from(serde_json::to_vec(&event).unwrap_or_default());
     let request_id = uuid::Uuid::new_v4().to_string();
+    let oldest_sent = batch.iter().map(|m| m.sent_ms).min().unwrap_or(0);
     let outcome = shared
         .worker
         .invoke(InvokeRequest {
@@ -234,6 +236,10 @@ async fn process(
             request_id: request_id.clone(),
             payload,
             client_context: None,
+            event: Some(EventTiming {
+                received,
+                sent_ms: oldest_sent,
+            }),
         })
         .await;
     drop(capacity);
@@ -248,13 +254,8 @@ async fn process(
     if let Some(dispatched) = response.dispatched {
         let poll_to_handler = dispatched.saturating_duration_since(received);
         let dispatched_at = SystemTime::now() - dispatched.elapsed();
-        let oldest_sent = batch.iter().map(|m| m.sent_ms).min().unwrap_or(0);
+        // The worker manager recorded both in the node's histograms and the REPORT line.
         let send_to_handler_ms = epoch_ms(dispatched_at) - oldest_sent;
-        let metrics = shared.worker.metrics();
-        metrics.poll_to_handler.observe(poll_to_handler);
-        metrics
-            .send_to_handler
-            .observe(Duration::from_millis(send_to_handler_ms.max(0) as u64));
         tracing::info!(
             uuid = %mapping.uuid,
             function = %mapping.function_name,

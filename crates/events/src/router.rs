@@ -357,21 +357,15 @@ async fn run_one(
             request_id: request_id.clone(),
             payload: target.payload.clone(),
             client_context: Some(client_context),
+            event: Some(ember_worker::metrics::EventTiming {
+                received: received_at,
+                sent_ms: message.sent_ms,
+            }),
         })
         .await;
     drop(permit);
     match outcome {
         Ok(r) => {
-            if let Some(dispatched) = r.dispatched {
-                crate::record_latency(
-                    shared,
-                    "routed",
-                    &f.name,
-                    message.sent_ms,
-                    received_at,
-                    dispatched,
-                );
-            }
             if r.function_error {
                 tracing::info!(function = %f.name, %request_id, message_id = %message.message_id,
                     "a routed invocation failed; the message will be retried");

@@ -134,6 +134,17 @@ pub struct Report {
     pub max_memory_used_mb: u64,
     /// Only when this invocation ran the function's init (a cold start).
     pub init_duration: Option<Duration>,
+    /// Only for events that came through a queue.
+    pub event_latency: Option<EventLatency>,
+}
+
+/// How long a queued event took to reach its handler.
+#[derive(Debug, Clone, Copy)]
+pub struct EventLatency {
+    /// From the poller receiving the message.
+    pub poll_to_handler: Duration,
+    /// From the message being sent (millisecond resolution, as SentTimestamp).
+    pub send_to_handler: Duration,
 }
 
 /// The whole log of one invocation, as Lambda writes it.
@@ -158,6 +169,14 @@ pub fn invocation_log(request_id: &str, version: &str, output: &[u8], report: &R
             log,
             "\tInit Duration: {:.2} ms",
             init.as_secs_f64() * 1000.0
+        );
+    }
+    if let Some(e) = report.event_latency {
+        let _ = write!(
+            log,
+            "\tPoll To Handler: {:.3} ms\tSend To Handler: {} ms",
+            e.poll_to_handler.as_secs_f64() * 1000.0,
+            e.send_to_handler.as_millis()
         );
     }
     log.push('\n');
@@ -214,6 +233,7 @@ mod tests {
                 memory_size_mb: 128,
                 max_memory_used_mb: 20,
                 init_duration: Some(Duration::from_millis(12)),
+                event_latency: None,
             },
         );
         assert_eq!(
@@ -221,6 +241,25 @@ mod tests {
             "START RequestId: id-1 Version: $LATEST\nhello\nEND RequestId: id-1\n\
              REPORT RequestId: id-1\tDuration: 1.50 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\t\
              Max Memory Used: 20 MB\tInit Duration: 12.00 ms\n"
+        );
+        let queued = invocation_log(
+            "id-2",
+            "$LATEST",
+            b"",
+            &Report {
+                duration: Duration::from_micros(1500),
+                memory_size_mb: 128,
+                max_memory_used_mb: 20,
+                init_duration: None,
+                event_latency: Some(EventLatency {
+                    poll_to_handler: Duration::from_micros(85),
+                    send_to_handler: Duration::from_millis(3),
+                }),
+            },
+        );
+        assert!(
+            queued.ends_with("\tPoll To Handler: 0.085 ms\tSend To Handler: 3 ms\n"),
+            "{queued}"
         );
         let long = "é".repeat(5000);
         assert!(tail(&long).len() <= TAIL_BYTES);

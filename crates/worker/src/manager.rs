@@ -72,6 +72,9 @@ pub struct InvokeRequest {
     pub payload: Bytes,
     /// `X-Amz-Client-Context`, already decoded from base64.
     pub client_context: Option<String>,
+    /// Set for events that came through a queue: the invocation's latency figures go to
+    /// the node's histograms and its REPORT line.
+    pub event: Option<crate::metrics::EventTiming>,
 }
 
 /// Where an invocation ran.
@@ -234,6 +237,27 @@ impl WorkerManager {
     }
 
     /// The node's latency histograms (recorded by the components that feed invocations).
+    /// A queued event reached its handler at `dispatched`: record (and return) its
+    /// retrieved→handler and sent→handler latencies.
+    fn record_event_latency(
+        &self,
+        event: crate::metrics::EventTiming,
+        dispatched: Instant,
+    ) -> logs::EventLatency {
+        let poll_to_handler = dispatched.saturating_duration_since(event.received);
+        let dispatched_ms = (std::time::SystemTime::now() - dispatched.elapsed())
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let send_to_handler = Duration::from_millis((dispatched_ms - event.sent_ms).max(0) as u64);
+        let metrics = &self.inner.metrics;
+        metrics.poll_to_handler.observe(poll_to_handler);
+        metrics.send_to_handler.observe(send_to_handler);
+        logs::EventLatency {
+            poll_to_handler,
+            send_to_handler,
+        }
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
@@ -269,6 +293,7 @@ impl WorkerManager {
                         memory_size_mb: f.memory_size,
                         max_memory_used_mb: 0,
                         init_duration: None,
+                        event_latency: None,
                     };
                     return Ok(InvokeResponse {
                         payload,
@@ -350,6 +375,10 @@ impl WorkerManager {
                 .unwrap_or(0)
                 .div_ceil(1 << 20),
             init_duration,
+            event_latency: match (request.event, dispatched) {
+                (Some(event), Some(at)) => Some(self.record_event_latency(event, at)),
+                _ => None,
+            },
         };
         let log = logs::invocation_log(id, "$LATEST", &output, &report);
         let reusable = reusable && worker.sandbox.is_alive() && !worker.sandbox.oom_killed();

@@ -75,13 +75,24 @@ impl Histogram {
     }
 }
 
+/// When a queued event was sent and when a poller received it, for the latency figures
+/// of the invocation it becomes.
+#[derive(Debug, Clone, Copy)]
+pub struct EventTiming {
+    /// When the poller's receive returned the message.
+    pub received: std::time::Instant,
+    /// The message's (the batch's oldest) SentTimestamp, ms since the Unix epoch.
+    pub sent_ms: i64,
+}
+
 /// The node's histograms.
 pub struct Metrics {
-    /// Event source mappings: a batch received from the queue → its event handed to the
-    /// function's runtime (warm: Ember's own overhead; otherwise it includes the start).
+    /// Queued events (event source mappings, routing queues, asynchronous invocations):
+    /// the message received from its queue → its event handed to the function's runtime
+    /// (warm: Ember's own overhead; otherwise it includes the start).
     pub poll_to_handler: Histogram,
-    /// Event source mappings: the batch's oldest message sent → its event handed to the
-    /// runtime (time spent queued, then delivered).
+    /// Queued events: the (oldest) message sent → its event handed to the runtime (time
+    /// spent queued, then delivered).
     pub send_to_handler: Histogram,
 }
 
@@ -90,11 +101,11 @@ impl Default for Metrics {
         Metrics {
             poll_to_handler: Histogram::new(
                 "ember_poll_to_handler_seconds",
-                "Event source mapping batch received from its queue to its event handed to the runtime.",
+                "Queued event (mapping batch, routed message, asynchronous event) received from its queue to its event handed to the runtime.",
             ),
             send_to_handler: Histogram::new(
                 "ember_send_to_handler_seconds",
-                "Oldest message of an event source mapping batch sent to the batch's event handed to the runtime.",
+                "Queued event's (oldest) message sent to its event handed to the runtime.",
             ),
         }
     }

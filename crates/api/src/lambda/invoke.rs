@@ -93,6 +93,7 @@ pub async fn invoke(frontend: &Frontend, call: &Call, raw: &str) -> Result<Respo
             request_id: call.request_id.clone(),
             payload,
             client_context,
+            event: None,
         })
         .await
         .map_err(|e| match e {
