@@ -314,6 +314,34 @@ def test_maximum_concurrency_caps_a_backlog(lam, sqs, function, mappings):
 
 
 @needs_python
+def test_fifo_poison_blocks_only_its_own_group(lam, sqs, function, mappings):
+    dlq_name = queue_name("fifo-dlq") + ".fifo"
+    dlq_url = sqs.create_queue(QueueName=dlq_name, Attributes={"FifoQueue": "true"})["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    name = queue_name("fifo-poison") + ".fifo"
+    url = sqs.create_queue(QueueName=name, Attributes={
+        "FifoQueue": "true", "ContentBasedDeduplication": "true", "VisibilityTimeout": "1",
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "4"}),
+    })["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    sqs.send_message_batch(QueueUrl=url, Entries=[
+        {"Id": str(i), "MessageBody": body, "MessageGroupId": "a"}
+        for i, body in enumerate(["a0", "a1 poison", "a2", "a3"])])
+    sqs.send_message_batch(QueueUrl=url, Entries=[
+        {"Id": str(i), "MessageBody": f"b{i}", "MessageGroupId": "b"} for i in range(5)])
+    m = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=function, BatchSize=1)
+    mappings.append(m["UUID"])
+    # Group b flows past the poison message while group a waits behind it: a0 and b0..b4
+    # are gone, the poison message and the two after it stay, in order.
+    wait_until(lambda: sum(counts(sqs, url)) == 3, what="group b to drain")
+    # Then the poison message reaches the dead-letter queue and group a resumes.
+    wait_until(lambda: counts(sqs, url) == (0, 0), timeout=60, what="group a to resume")
+    assert drain(sqs, dlq_url) == ["a1 poison"]
+
+
+@needs_python
 def test_fifo_queue_is_processed(lam, sqs, function, mappings):
     name = queue_name("fifo") + ".fifo"
     url = sqs.create_queue(QueueName=name, Attributes={
