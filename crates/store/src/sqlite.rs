@@ -4,8 +4,9 @@
 //! used from `spawn_blocking`, so a slow fsync never stalls the async runtime. Schema
 //! changes are numbered migrations recorded in `PRAGMA user_version`.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -129,6 +130,10 @@ fn mapping_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventSourceMapping> {
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// Functions as last read, so an invocation's lookup needs no query. Filled and
+    /// invalidated only while the connection is held (after a write committed), so it
+    /// never holds a version older than the database's.
+    functions: Arc<RwLock<HashMap<(String, String), Function>>>,
 }
 
 impl SqliteStore {
@@ -142,6 +147,7 @@ impl SqliteStore {
         migrate(&mut conn)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            functions: Arc::default(),
         })
     }
 
@@ -208,9 +214,21 @@ fn account(parts: (String, String, bool, i64)) -> Result<Account> {
     })
 }
 
-const FUNCTION_COLUMNS: &str = "account_id, name, runtime, handler, role, description, timeout, \
+/// The columns of a function row, in [`FunctionRow::read`]'s order.
+macro_rules! function_columns {
+    () => {
+        "account_id, name, runtime, handler, role, description, timeout, \
      memory_size, ephemeral_storage, environment, architectures, tags, code_sha256, code_size, \
-     last_modified_ms, revision_id, dead_letter_target_arn";
+     last_modified_ms, revision_id, dead_letter_target_arn"
+    };
+}
+const FUNCTION_COLUMNS: &str = function_columns!();
+
+const GET_FUNCTION: &str = concat!(
+    "SELECT ",
+    function_columns!(),
+    " FROM functions WHERE account_id = ?1 AND name = ?2"
+);
 
 /// A function row as stored, before its JSON columns are decoded.
 struct FunctionRow {
@@ -306,6 +324,15 @@ fn function_params(f: &Function) -> Result<[Box<dyn rusqlite::ToSql>; 17]> {
         Box::new(f.revision_id.clone()),
         Box::new(f.dead_letter_target_arn.clone()),
     ])
+}
+
+/// Drop a function from the lookup cache (called with the connection held, before a
+/// write; the next lookup reads the database again).
+fn forget(cache: &RwLock<HashMap<(String, String), Function>>, account_id: &str, name: &str) {
+    cache
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&(account_id.to_owned(), name.to_owned()));
 }
 
 /// [`StoreError::NotFound`] unless the function exists.
@@ -476,7 +503,9 @@ impl Store for SqliteStore {
 
     async fn create_function(&self, function: &Function) -> Result<()> {
         let function = function.clone();
+        let cache = self.functions.clone();
         self.with(move |conn| {
+            forget(&cache, &function.account_id, &function.name);
             let values = function_params(&function)?;
             let sql = format!(
                 "INSERT INTO functions ({FUNCTION_COLUMNS}) VALUES \
@@ -495,18 +524,32 @@ impl Store for SqliteStore {
     }
 
     async fn get_function(&self, account_id: &str, name: &str) -> Result<Option<Function>> {
-        let (account_id, name) = (account_id.to_owned(), name.to_owned());
+        let key = (account_id.to_owned(), name.to_owned());
+        // On every invocation's path: a hit costs no query and no thread hand-off.
+        if let Some(f) = self
+            .functions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(Some(f.clone()));
+        }
+        let cache = self.functions.clone();
         self.with(move |conn| {
-            conn.query_row(
-                &format!(
-                    "SELECT {FUNCTION_COLUMNS} FROM functions WHERE account_id = ?1 AND name = ?2"
-                ),
-                params![account_id, name],
-                FunctionRow::read,
-            )
-            .optional()?
-            .map(FunctionRow::decode)
-            .transpose()
+            let found = conn
+                .prepare_cached(GET_FUNCTION)?
+                .query_row(params![key.0, key.1], FunctionRow::read)
+                .optional()?
+                .map(FunctionRow::decode)
+                .transpose()?;
+            if let Some(f) = &found {
+                // Still under the connection's lock: no write can come between.
+                cache
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key, f.clone());
+            }
+            Ok(found)
         })
         .await
     }
@@ -532,7 +575,9 @@ impl Store for SqliteStore {
 
     async fn update_function(&self, function: &Function, expected_revision_id: &str) -> Result<()> {
         let (function, expected) = (function.clone(), expected_revision_id.to_owned());
+        let cache = self.functions.clone();
         self.with(move |conn| {
+            forget(&cache, &function.account_id, &function.name);
             let values = function_params(&function)?;
             let assignments: Vec<String> = FUNCTION_COLUMNS
                 .split(',')
@@ -568,7 +613,9 @@ impl Store for SqliteStore {
 
     async fn delete_function(&self, account_id: &str, name: &str) -> Result<Option<Function>> {
         let (account_id, name) = (account_id.to_owned(), name.to_owned());
+        let cache = self.functions.clone();
         self.with(move |conn| {
+            forget(&cache, &account_id, &name);
             let tx = conn.transaction()?;
             let found = tx
                 .query_row(
@@ -945,6 +992,51 @@ mod tests {
         );
         assert_eq!(store.delete_function(&acct.id, "fn1").await.unwrap(), None);
         assert!(!store.code_in_use(&f.code_sha256).await.unwrap());
+        // The lookup cache forgot it, and a recreated function is read afresh.
+        assert_eq!(store.get_function(&acct.id, "fn1").await.unwrap(), None);
+        let h = function(&acct.id, "fn1");
+        store.create_function(&h).await.unwrap();
+        assert_eq!(store.get_function(&acct.id, "fn1").await.unwrap(), Some(h));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn lookups_racing_updates_never_end_on_a_stale_function() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("ember.db")).unwrap();
+        let (acct, _) = store.create_account("racer", false).await.unwrap();
+        let mut current = function(&acct.id, "f");
+        store.create_function(&current).await.unwrap();
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let (store, id) = (store.clone(), acct.id.clone());
+                tokio::spawn(async move {
+                    for _ in 0..200 {
+                        store.get_function(&id, "f").await.unwrap().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for i in 0..100 {
+            let mut next = current.clone();
+            next.memory_size = 128 + i;
+            next.revision_id = new_revision_id();
+            store
+                .update_function(&next, &current.revision_id)
+                .await
+                .unwrap();
+            current = next;
+            assert_eq!(
+                store.get_function(&acct.id, "f").await.unwrap().as_ref(),
+                Some(&current)
+            );
+        }
+        for r in readers {
+            r.await.unwrap();
+        }
+        assert_eq!(
+            store.get_function(&acct.id, "f").await.unwrap(),
+            Some(current)
+        );
     }
 
     #[tokio::test]
