@@ -238,14 +238,21 @@ async fn run(manager: crate::EventsManager, queue: QueueRef) {
             }
             continue;
         }
-        for message in messages {
-            // One slot per event: never more running than the function may.
-            let permit = tokio::select! {
-                p = shared.limiter.acquire(&account_id, &function_name) => p,
-                _ = crate::poller::stopped(&mut stop) => {
-                    give_back(&shared, &queue, &message, 0).await;
-                    continue;
+        for (i, message) in messages.into_iter().enumerate() {
+            // One slot per event: never more running than the function may. The first
+            // waits for its slot (there was room before the receive); an event with no
+            // free slot goes back at once rather than waiting under its lease.
+            let permit = if i == 0 {
+                tokio::select! {
+                    p = shared.limiter.acquire(&account_id, &function_name) => Some(p),
+                    _ = crate::poller::stopped(&mut stop) => None,
                 }
+            } else {
+                shared.limiter.try_acquire(&account_id, &function_name).ok()
+            };
+            let Some(permit) = permit else {
+                give_back(&shared, &queue, &message, 0).await;
+                continue;
             };
             let task = tokio::spawn(deliver(
                 shared.clone(),
