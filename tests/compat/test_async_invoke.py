@@ -148,6 +148,46 @@ def test_zero_retries_fail_at_once(lam, sqs, fn):
     assert record["requestContext"]["approximateInvokeCount"] == 1
 
 
+SLEEPER = """
+import time
+
+def handler(event, context):
+    start = time.time()
+    time.sleep(event["sleep"])
+    return {"start": start, "end": time.time()}
+"""
+
+
+def test_async_events_never_exceed_reserved_concurrency(lam, sqs, account_id, fn_name):
+    et.create_function(lam, fn_name, et.make_zip({"app.py": SLEEPER}),
+                       Role=et.role_arn(account_id), Timeout=10)
+    try:
+        url, arn = make_queue(sqs, "conc")
+        lam.put_function_event_invoke_config(
+            FunctionName=fn_name, DestinationConfig={"OnSuccess": {"Destination": arn}})
+        lam.put_function_concurrency(FunctionName=fn_name, ReservedConcurrentExecutions=2)
+        for _ in range(8):
+            lam.invoke(FunctionName=fn_name, InvocationType="Event", Payload=b'{"sleep": 0.4}')
+        spans = []
+        deadline = time.monotonic() + 60
+        while len(spans) < 8 and time.monotonic() < deadline:
+            for m in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2,
+                                         MaxNumberOfMessages=10).get("Messages", []):
+                r = json.loads(m["Body"])["responsePayload"]
+                spans.append((r["start"], r["end"]))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        assert len(spans) == 8
+        edges = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans],
+                       key=lambda x: (x[0], x[1]))
+        running = peak = 0
+        for _, d in edges:
+            running += d
+            peak = max(peak, running)
+        assert peak <= 2, f"peak concurrency {peak}"
+    finally:
+        lam.delete_function(FunctionName=fn_name)
+
+
 def test_event_invoke_config_api(lam, sqs, fn, account_id):
     _, arn = make_queue(sqs, "cfg")
     with pytest.raises(ClientError) as e:
