@@ -34,9 +34,19 @@ pub fn require_root() {
     );
 }
 
+static ENV: OnceLock<Environment> = OnceLock::new();
+
+/// At the test process's exit: undo the environment's shared mounts, as the server does
+/// at shutdown (a static is never dropped), so no test run leaves a mount behind.
+extern "C" fn release_env() {
+    if let Some(env) = ENV.get() {
+        let _ = env.release();
+    }
+}
+
 /// The shared environment; fails the test if this host cannot isolate fully.
+#[allow(unsafe_code)] // one `atexit` registration
 pub fn env() -> &'static Environment {
-    static ENV: OnceLock<Environment> = OnceLock::new();
     require_root();
     ENV.get_or_init(|| {
         let env = Environment::detect_with(config());
@@ -45,6 +55,11 @@ pub fn env() -> &'static Environment {
             "this host cannot isolate sandboxes fully, so these tests cannot run:\n{}",
             env.report()
         );
+        // SAFETY: `release_env` is a plain function that only unmounts; registering it
+        // has no other effect.
+        unsafe {
+            libc::atexit(release_env);
+        }
         env
     })
 }
