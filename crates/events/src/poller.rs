@@ -222,7 +222,7 @@ async fn process(
     function: Function,
     batch: Vec<ReceivedMessage>,
     received: Instant,
-    capacity: Capacity,
+    _capacity: Capacity,
 ) {
     let queue_arn = queue.arn(&shared.region);
     let event = convert::sqs_event(&batch, &queue_arn, &shared.region);
@@ -242,7 +242,8 @@ async fn process(
             }),
         })
         .await;
-    drop(capacity);
+    // The batch's capacity (`_capacity`) is held until it is acknowledged, at the end of
+    // this function: the next batch is not received while this one is still leased.
     let response = match outcome {
         Ok(r) => r,
         Err(e) => {
