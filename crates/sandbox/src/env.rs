@@ -609,7 +609,8 @@ impl Environment {
     }
 
     /// Undo [`Environment::publish`] and the task slots' shared mount once no sandbox
-    /// uses them (at shutdown), so that no mount outlives the server.
+    /// uses them (at shutdown), and remove the (then empty) parent cgroup, so that no
+    /// mount or cgroup outlives the server.
     pub fn release(&self) -> Result<(), SandboxError> {
         let _guard = SLOTS_SETUP.lock().unwrap_or_else(|e| e.into_inner());
         let published = self.config.sandboxes_dir.join(PUBLISHED_DIR);
@@ -629,10 +630,30 @@ impl Environment {
             }
         }
         match fs::remove_dir(&published) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(SandboxError::io("remove", &published, e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(SandboxError::io("remove", &published, e)),
         }
+        // The parent cgroup too, once empty (a sandbox still alive keeps it: rmdir of a
+        // cgroup with children fails, and it is made again when needed).
+        if let Some(layout) = &self.cgroups {
+            let mut ready = self
+                .cgroup_parent_ready
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let mut removed = true;
+            for dir in layout.parent_dirs() {
+                match fs::remove_dir(&dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(_) => removed = false,
+                }
+            }
+            if removed {
+                *ready = false;
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn ensure_sandboxes_dir(&self) -> Result<(), SandboxError> {

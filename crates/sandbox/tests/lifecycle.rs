@@ -379,4 +379,6 @@ fn cgroup_v2_hierarchy_is_used_for_kill_and_cleanup() {
     );
     sandbox.destroy().unwrap();
     assert!(!dir.exists());
+    // Only this test uses the cgroup2 parent here; leave nothing behind.
+    let _ = std::fs::remove_dir(root.join("ember-test"));
 }

@@ -164,6 +164,9 @@ struct Inner {
     busy: Mutex<HashMap<Key, usize>>,
     /// Set at shutdown: the pool stops refilling.
     closed: std::sync::atomic::AtomicBool,
+    /// False while the pool's refill task runs (it finishes its in-flight boots after
+    /// `closed` is set, so shutdown waits for it before releasing the environment).
+    refill_stopped: std::sync::atomic::AtomicBool,
     env: Environment,
     runtimes: HostRuntimes,
     cache: CodeCache,
@@ -220,6 +223,7 @@ impl WorkerManager {
                 refill: tokio::sync::Notify::new(),
                 busy: Mutex::new(HashMap::new()),
                 closed: std::sync::atomic::AtomicBool::new(false),
+                refill_stopped: std::sync::atomic::AtomicBool::new(true),
                 config,
                 env,
                 runtimes,
@@ -471,6 +475,12 @@ impl WorkerManager {
     pub fn shutdown(&self) {
         self.inner.closed.store(true, Ordering::Release);
         self.inner.refill.notify_one();
+        // Sandboxes the refill task is still booting go first (bounded: a boot takes
+        // milliseconds), so nothing is left in the environment released below.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.inner.refill_stopped.load(Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let mut all: Vec<Worker> = {
             let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
             idle.drain().flat_map(|(_, w)| w).collect()
@@ -688,11 +698,19 @@ impl WorkerManager {
         let manager = self.clone();
         let parallel =
             SETUPS_PER_CORE * std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.inner.refill_stopped.store(false, Ordering::Release);
         tokio::spawn(async move {
             let mut booting: HashMap<String, usize> = HashMap::new();
             let mut tasks = tokio::task::JoinSet::new();
             loop {
                 if manager.inner.closed.load(Ordering::Acquire) {
+                    // Shutting down: let the boots in flight finish, and destroy them.
+                    while let Some(done) = tasks.join_next().await {
+                        if let Ok((_, Ok(worker))) = done {
+                            destroy(worker);
+                        }
+                    }
+                    manager.inner.refill_stopped.store(true, Ordering::Release);
                     return;
                 }
                 while tasks.len() < parallel {
