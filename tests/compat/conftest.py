@@ -102,3 +102,14 @@ def role(root_id) -> str:
 def fresh_account(server) -> et.Account:
     """A brand-new account (empty function list) for this test."""
     return et.create_account(server)
+
+
+@pytest.fixture
+def servers():
+    """Servers a test starts itself (and may kill). Any still running at the end are
+    stopped gracefully, so they remove their sandboxes, mounts and cgroups."""
+    started: list[et.EmberServer] = []
+    yield started
+    for s in started:
+        if s.alive():
+            s.stop()

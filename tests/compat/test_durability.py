@@ -23,15 +23,6 @@ def data_dir(tmp_path, ember_bin):
     return str(tmp_path / "data")
 
 
-@pytest.fixture
-def servers():
-    """Servers started by a test; any still running at the end are killed."""
-    started: list[et.EmberServer] = []
-    yield started
-    for s in started:
-        if s.alive():
-            s.kill()
-
 
 def start(servers, data_dir, **kw) -> et.EmberServer:
     s = et.EmberServer(data_dir=data_dir, **kw).start()

@@ -81,14 +81,6 @@ def pending(sqs, url) -> int:
     return sum(int(v) for v in a.values())
 
 
-@pytest.fixture
-def servers():
-    started: list[et.EmberServer] = []
-    yield started
-    for s in started:
-        if s.alive():
-            s.kill()
-
 
 def test_acknowledged_messages_survive_kill_9_while_processed(servers, tmp_path):
     # One server object, started again after each kill: each start logs to a file of

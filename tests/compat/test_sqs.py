@@ -769,14 +769,6 @@ def test_authentication_errors_are_json_1_0(server):
 # --------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def servers():
-    started: list[et.EmberServer] = []
-    yield started
-    for s in started:
-        if s.alive():
-            s.kill()
-
 
 def test_acknowledged_sends_survive_kill_9(servers, tmp_path):
     data_dir = str(tmp_path / "data")

@@ -216,18 +216,20 @@ mod tests {
         assert_eq!(c.frontend.code_limits.max_entries, 7);
     }
 
-    #[test]
-    fn health_check_interval_follows_the_idle_timeout_unless_set() {
+    /// Settings from a config file holding `text` (and no flags).
+    fn resolve(text: &str) -> Result<ServeConfig> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ember.toml");
-        let resolve = |text: &str| {
-            std::fs::write(&path, text).unwrap();
-            ServeArgs {
-                config: Some(path.clone()),
-                ..Default::default()
-            }
-            .resolve()
-        };
+        std::fs::write(&path, text).unwrap();
+        ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        }
+        .resolve()
+    }
+
+    #[test]
+    fn health_check_interval_follows_the_idle_timeout_unless_set() {
         let ms = |n| std::time::Duration::from_millis(n);
         assert_eq!(resolve("").unwrap().health_check_interval, ms(5000));
         let short = resolve("[sandboxes]\nidle_timeout_secs = 1\n").unwrap();
@@ -239,16 +241,6 @@ mod tests {
 
     #[test]
     fn account_concurrency_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ember.toml");
-        let resolve = |text: &str| {
-            std::fs::write(&path, text).unwrap();
-            ServeArgs {
-                config: Some(path.clone()),
-                ..Default::default()
-            }
-            .resolve()
-        };
         assert_eq!(
             resolve("").unwrap().frontend.account_concurrency_limit,
             1000
