@@ -30,6 +30,17 @@ def samples(text: str) -> dict[str, float]:
     return out
 
 
+def wait_counted(server, before: dict, what: str) -> dict:
+    """The samples once every histogram has counted more than in `before` (60 s at most)."""
+    deadline = time.monotonic() + 60
+    while True:
+        after = samples(metrics(server)[2])
+        if all(after[f"{n}_count"] > before[f"{n}_count"] for n in HISTOGRAMS):
+            return after
+        assert time.monotonic() < deadline, f"{what} was not counted within 60 s"
+        time.sleep(0.1)
+
+
 def test_metrics_exposition_format(server):
     status, headers, text = metrics(server)
     assert status == 200, text
@@ -63,13 +74,7 @@ def test_a_mapping_batch_is_counted(server, lam, fn_name):
     mapping = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=fn_name)
     try:
         sqs.send_message(QueueUrl=url, MessageBody="counted")
-        deadline = time.monotonic() + 60
-        while True:
-            after = samples(metrics(server)[2])
-            if all(after[f"{n}_count"] > before[f"{n}_count"] for n in HISTOGRAMS):
-                break
-            assert time.monotonic() < deadline, "the batch was not counted within 60 s"
-            time.sleep(0.1)
+        after = wait_counted(server, before, "the batch")
         # The hand-off itself is far below a minute: it lands in a finite bucket.
         assert (after['ember_poll_to_handler_seconds_bucket{le="60"}']
                 > before['ember_poll_to_handler_seconds_bucket{le="60"}'])
@@ -92,12 +97,6 @@ def test_queued_events_report_their_latency(server, lam, fn_name):
     try:
         assert lam.invoke(FunctionName=fn_name, InvocationType="Event",
                           Payload=b"{}")["StatusCode"] == 202
-        deadline = time.monotonic() + 60
-        while True:
-            after = samples(metrics(server)[2])
-            if all(after[f"{n}_count"] > before[f"{n}_count"] for n in HISTOGRAMS):
-                break
-            assert time.monotonic() < deadline, "the event was not counted within 60 s"
-            time.sleep(0.1)
+        wait_counted(server, before, "the event")
     finally:
         lam.delete_function(FunctionName=fn_name)

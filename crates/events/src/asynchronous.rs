@@ -29,12 +29,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use ember_queue::{
     MessageAttribute, NewMessage, QueueError, QueueRef, ReceiveRequest, ReceivedMessage,
-    VisibilityChange,
 };
 use ember_store::{EventInvokeConfig, Function, FunctionSetting};
 use ember_worker::InvokeRequest;
 use ember_worker::limits::Permit;
 use serde_json::{Value, json};
+
+use crate::Shared;
+use crate::poller::give_back;
 
 /// Lambda's limit on an asynchronous invocation's payload. The queue message carries the
 /// request id and client context as attributes, which count towards the same limit.
@@ -251,7 +253,7 @@ async fn run(manager: crate::EventsManager, queue: QueueRef) {
                 shared.limiter.try_acquire(&account_id, &function_name).ok()
             };
             let Some(permit) = permit else {
-                give_back(&shared, &queue, &message, 0).await;
+                give_back(&shared, &queue, std::slice::from_ref(&message), 0).await;
                 continue;
             };
             let task = tokio::spawn(deliver(
@@ -279,16 +281,6 @@ fn attribute(message: &ReceivedMessage, name: &str) -> Option<String> {
     match message.attributes.get(name).map(|a| &a.value) {
         Some(ember_queue::AttributeValue::String(s)) => Some(s.clone()),
         _ => None,
-    }
-}
-
-async fn give_back(shared: &crate::Shared, queue: &QueueRef, m: &ReceivedMessage, secs: u32) {
-    let change = VisibilityChange {
-        receipt_handle: m.receipt_handle.clone(),
-        timeout: secs,
-    };
-    if let Err(e) = shared.queues.change_visibility(queue, vec![change]).await {
-        tracing::warn!(queue = %queue, error = %e, "could not reschedule an asynchronous event");
     }
 }
 
@@ -343,7 +335,7 @@ async fn deliver(
         Ok(None) => EventInvokeConfig::default(),
         Err(e) => {
             tracing::warn!(queue = %queue, error = %e, "could not read the event invoke config");
-            give_back(&shared, &queue, &message, 5).await;
+            give_back(&shared, &queue, std::slice::from_ref(&message), 5).await;
             return;
         }
     };
@@ -358,7 +350,7 @@ async fn deliver(
             Ok(c) => c.and_then(|c| c.parse().ok()).unwrap_or(0),
             Err(e) => {
                 tracing::warn!(queue = %queue, error = %e, "could not read an event's attempts");
-                give_back(&shared, &queue, &message, 5).await;
+                give_back(&shared, &queue, std::slice::from_ref(&message), 5).await;
                 return;
             }
         }
@@ -432,7 +424,7 @@ async fn deliver(
             let delay = shared.retry_delay.as_secs().max(1) as u32 * errors;
             tracing::info!(function = %function.name, %request_id, attempt = errors,
                 delay_secs = delay, "asynchronous invocation failed; retrying later");
-            give_back(&shared, &queue, &message, delay).await;
+            give_back(&shared, &queue, std::slice::from_ref(&message), delay).await;
         }
         Err(e) => {
             // Not the function's fault (throttled, a sandbox failed): try again later.
@@ -441,7 +433,7 @@ async fn deliver(
                 .min(MAX_BACKOFF_SECS);
             tracing::info!(function = %function.name, %request_id, error = %e,
                 delay_secs = delay, "asynchronous invocation could not run; retrying later");
-            give_back(&shared, &queue, &message, delay).await;
+            give_back(&shared, &queue, std::slice::from_ref(&message), delay).await;
         }
     }
 }
@@ -539,7 +531,7 @@ impl Settle<'_> {
             );
             attributes.insert(
                 "ErrorMessage".into(),
-                MessageAttribute::string("String", truncate(&error_message, 1024)),
+                MessageAttribute::string("String", crate::truncate(&error_message, 1024)),
             );
             self.send_to_queue(dlq, self.message.body.clone(), attributes)
                 .await;
@@ -556,10 +548,10 @@ impl Settle<'_> {
             return;
         }
         match crate::names::function_of_arn(destination) {
-            Some((account_id, function_name)) => {
+            Some(arn) => {
                 let event = AsyncEvent {
-                    account_id,
-                    function_name,
+                    account_id: arn.account_id,
+                    function_name: arn.name,
                     request_id: uuid::Uuid::new_v4().to_string(),
                     payload: body,
                     client_context: None,
@@ -601,14 +593,6 @@ impl Settle<'_> {
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
-}
-
 /// `2019-11-14T18:16:05.568Z`.
 fn timestamp() -> String {
     let now = time::OffsetDateTime::now_utc();
@@ -623,5 +607,3 @@ fn timestamp() -> String {
         now.millisecond()
     )
 }
-
-use crate::Shared;

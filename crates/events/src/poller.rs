@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ember_queue::{QueueError, QueueRef, ReceiveRequest, ReceivedMessage};
@@ -105,7 +105,7 @@ pub(crate) async fn run(
         }
         if is_stopped(&stop) {
             // Received after the mapping was disabled: give the messages back untouched.
-            give_back(&shared, &queue, &batch).await;
+            give_back(&shared, &queue, &batch, 0).await;
             break;
         }
         // FilterCriteria: what matches no pattern is deleted, never invoked.
@@ -118,7 +118,7 @@ pub(crate) async fn run(
         let permit = tokio::select! {
             p = shared.limiter.acquire(&mapping.account_id, &mapping.function_name) => p,
             _ = stopped(&mut stop) => {
-                give_back(&shared, &queue, &batch).await;
+                give_back(&shared, &queue, &batch, 0).await;
                 break;
             }
         };
@@ -196,22 +196,23 @@ async fn receive_batch(
     Ok(batch)
 }
 
-async fn give_back(shared: &Shared, queue: &QueueRef, batch: &[ReceivedMessage]) {
-    let changes = batch
+/// Make received messages visible again after `secs` (0: at once).
+pub(crate) async fn give_back(
+    shared: &Shared,
+    queue: &QueueRef,
+    messages: &[ReceivedMessage],
+    secs: u32,
+) {
+    let changes = messages
         .iter()
         .map(|m| ember_queue::VisibilityChange {
             receipt_handle: m.receipt_handle.clone(),
-            timeout: 0,
+            timeout: secs,
         })
         .collect();
     if let Err(e) = shared.queues.change_visibility(queue, changes).await {
         tracing::warn!(queue = %queue, error = %e, "could not give back received messages");
     }
-}
-
-fn epoch_ms(at: SystemTime) -> i64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// (c) convert, (d) invoke, (e) acknowledge once the outcome is known.
@@ -252,19 +253,17 @@ async fn process(
             return;
         }
     };
-    if let Some(dispatched) = response.dispatched {
-        let poll_to_handler = dispatched.saturating_duration_since(received);
-        let dispatched_at = SystemTime::now() - dispatched.elapsed();
-        // The worker manager recorded both in the node's histograms and the REPORT line.
-        let send_to_handler_ms = epoch_ms(dispatched_at) - oldest_sent;
+    // The worker manager measured both latencies (and recorded them in the node's
+    // histograms and the REPORT line).
+    if let Some(latency) = response.event_latency {
         tracing::info!(
             uuid = %mapping.uuid,
             function = %mapping.function_name,
             %request_id,
             messages = batch.len(),
             placement = ?response.placement,
-            poll_to_handler_us = poll_to_handler.as_micros() as u64,
-            send_to_handler_ms,
+            poll_to_handler_us = latency.poll_to_handler.as_micros() as u64,
+            send_to_handler_ms = latency.send_to_handler.as_millis() as u64,
             function_error = response.function_error,
             log = ?ember_worker::logs::tail(&response.log),
             "event source mapping batch invoked"

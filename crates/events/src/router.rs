@@ -163,20 +163,13 @@ async fn resolve(
             String::new()
         };
         let (account, name) = match crate::names::function_of_arn(&event.function) {
-            Some((account, name)) => {
-                let region_ok = event
-                    .function
-                    .split(':')
-                    .nth(3)
-                    .is_some_and(|r| r == shared.region);
-                if !region_ok {
-                    return Err(format!(
-                        "{label}function {} is not in this region",
-                        event.function
-                    ));
-                }
-                (account, name)
+            Some(arn) if arn.region != shared.region => {
+                return Err(format!(
+                    "{label}function {} is not in this region",
+                    event.function
+                ));
             }
+            Some(arn) => (arn.account_id, arn.name),
             None if event.function.contains(':') => {
                 return Err(format!(
                     "{label}{} is neither a function name nor a function ARN",
@@ -406,16 +399,9 @@ async fn refuse(shared: &Shared, queue: &QueueRef, message: &ReceivedMessage, wh
             attributes.remove(&k);
         }
     }
-    let mut reason = why.to_owned();
-    reason.truncate(
-        (0..=reason.len().min(2048))
-            .rev()
-            .find(|i| reason.is_char_boundary(*i))
-            .unwrap_or(0),
-    );
     attributes.insert(
         FAILURE_REASON.into(),
-        MessageAttribute::string("String", reason),
+        MessageAttribute::string("String", crate::truncate(why, 2048)),
     );
     let moved = NewMessage {
         body: message.body.clone(),

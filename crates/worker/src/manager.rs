@@ -97,9 +97,11 @@ pub struct InvokeResponse {
     /// The invocation's log: START, the function's output, END, REPORT.
     pub log: String,
     pub placement: Placement,
-    /// When the runtime received the event (the handler started right after); `None` when
-    /// it never did (init failure, a sandbox that died first, a timeout).
-    pub dispatched: Option<Instant>,
+    /// For a queued event ([`InvokeRequest::event`]) that reached its handler: how long
+    /// it took from retrieval and from its send (also in the histograms and the REPORT
+    /// line); `None` otherwise, or when the runtime never took the event (init failure, a
+    /// sandbox that died first).
+    pub event_latency: Option<logs::EventLatency>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -304,7 +306,7 @@ impl WorkerManager {
                         function_error: true,
                         log: logs::invocation_log(&request.request_id, "$LATEST", &output, &report),
                         placement,
-                        dispatched: None,
+                        event_latency: None,
                     });
                 }
             };
@@ -384,6 +386,7 @@ impl WorkerManager {
                 _ => None,
             },
         };
+        let event_latency = report.event_latency;
         let log = logs::invocation_log(id, "$LATEST", &output, &report);
         let reusable = reusable && worker.sandbox.is_alive() && !worker.sandbox.oom_killed();
         if reusable {
@@ -397,7 +400,7 @@ impl WorkerManager {
             function_error,
             log,
             placement,
-            dispatched,
+            event_latency,
         })
     }
 

@@ -302,7 +302,7 @@ async fn lookup_for(
             source_arn: None,
         };
         if action == "InvokeFunction"
-            && let Some(policy) = policy::policy_of(frontend, &account, &name).await?
+            && let Some(policy) = policy::load(frontend, &account, &name).await?
             && ember_store::policy::allows_invoke(&policy, &invoker)
             && let Some(f) = frontend.store.get_function(&account, &name).await?
         {

@@ -76,7 +76,8 @@ fn principal(p: &str) -> Result<Value, ApiError> {
     )))
 }
 
-async fn load(
+/// The policy of `account`'s function `name`, if it has one.
+pub(crate) async fn load(
     frontend: &Frontend,
     account: &str,
     name: &str,
@@ -91,15 +92,6 @@ async fn load(
             serde_json::from_str(&doc.body).map_err(ApiError::internal)?,
         )),
     }
-}
-
-/// The policy of `account`'s function `name`, if it has one (for invoke authorization).
-pub(crate) async fn policy_of(
-    frontend: &Frontend,
-    account: &str,
-    name: &str,
-) -> Result<Option<StoredPolicy>, ApiError> {
-    load(frontend, account, name).await
 }
 
 fn check_revision(policy: &Option<StoredPolicy>, expected: Option<&str>) -> Result<(), ApiError> {
